@@ -1,0 +1,148 @@
+//! Disk I/O as the protocol sees it: aligned buffers, one `Disk` trait, timeouts per I/O.
+//!
+//! A timed-out I/O may still complete later. Backends keep its buffer alive until it does, and
+//! callers treat a timed-out write as "maybe written": it may land at any later moment.
+
+use std::alloc::{self, Layout};
+use std::fmt;
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
+use std::pin::pin;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+/// Alignment of every I/O buffer: enough for O_DIRECT on 512 and 4096-byte sector devices.
+pub const BUF_ALIGN: usize = 4096;
+
+/// A zero-initialised heap buffer aligned to [`BUF_ALIGN`].
+pub struct AlignedBuf {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: AlignedBuf owns its allocation exclusively, like Vec<u8>.
+unsafe impl Send for AlignedBuf {}
+unsafe impl Sync for AlignedBuf {}
+
+impl AlignedBuf {
+    pub fn zeroed(len: usize) -> AlignedBuf {
+        let layout = Layout::from_size_align(len.max(1), BUF_ALIGN).expect("buffer size overflow");
+        // SAFETY: layout has non-zero size.
+        let ptr = unsafe { alloc::alloc_zeroed(layout) };
+        let ptr = std::ptr::NonNull::new(ptr).unwrap_or_else(|| alloc::handle_alloc_error(layout));
+        AlignedBuf { ptr, len }
+    }
+    pub fn from_slice(data: &[u8]) -> AlignedBuf {
+        let mut b = AlignedBuf::zeroed(data.len());
+        b.copy_from_slice(data);
+        b
+    }
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        let layout = Layout::from_size_align(self.len.max(1), BUF_ALIGN).unwrap();
+        // SAFETY: allocated in `zeroed` with this layout.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) }
+    }
+}
+
+impl Deref for AlignedBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: ptr is valid for len initialised bytes for the buffer's lifetime.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl DerefMut for AlignedBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and we hold &mut self.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Clone for AlignedBuf {
+    fn clone(&self) -> Self {
+        AlignedBuf::from_slice(self)
+    }
+}
+
+impl fmt::Debug for AlignedBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AlignedBuf({} bytes)", self.len)
+    }
+}
+
+impl PartialEq for AlignedBuf {
+    fn eq(&self, other: &Self) -> bool {
+        self[..] == other[..]
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IoError {
+    /// No completion within the timeout. For a write: it may still land ("maybe written").
+    TimedOut,
+    /// The device reported an error (errno).
+    Os(i32),
+    /// Fewer bytes than asked (e.g. past the end of the device).
+    Short { expected: usize, got: usize },
+    /// Offset or length not aligned to the sector size.
+    Unaligned { offset: u64, len: usize, sector: usize },
+}
+
+impl fmt::Display for IoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IoError::TimedOut => write!(f, "I/O timed out"),
+            IoError::Os(e) => write!(f, "{}", std::io::Error::from_raw_os_error(*e)),
+            IoError::Short { expected, got } => write!(f, "short I/O: {got} of {expected} bytes"),
+            IoError::Unaligned { offset, len, sector } => {
+                write!(f, "I/O at {offset} of {len} bytes is not aligned to {sector}-byte sectors")
+            }
+        }
+    }
+}
+
+impl std::error::Error for IoError {}
+
+/// A shared block device (or file) holding lease areas.
+pub trait Disk {
+    /// The logical sector size the device reports (BLKSSZGET); `None` for plain files, where
+    /// the lease's own `sector_size` decides.
+    fn logical_sector_size(&self) -> Option<u32>;
+    /// Reads `len` bytes at `offset` (both sector-aligned) in one I/O.
+    fn read(&self, offset: u64, len: usize, timeout: Duration) -> impl Future<Output = Result<AlignedBuf, IoError>>;
+    /// Writes `data` at `offset` in one I/O. The buffer moves into the backend, which keeps it
+    /// until the device completes the write, even after a timeout.
+    fn write(&self, offset: u64, data: AlignedBuf, timeout: Duration) -> impl Future<Output = Result<(), IoError>>;
+}
+
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs a future to completion on this thread. The real backends complete inside `poll`, so
+/// this is all the executor the daemon and the CLI need.
+pub fn block_on<F: Future>(fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    let waker = Waker::from(std::sync::Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
