@@ -14,6 +14,8 @@
 //! - Between reading a record and writing over it at most N may pass ([`STALE_READ_LIMIT_IO`]);
 //!   a slower step restarts, so a stalled acquirer cannot overwrite a lease that changed hands
 //!   after its read.
+//! - A renewal write is never issued when it could complete after our 8N expiry: peers may
+//!   then have stopped watching for it, and our watchdog fires on the old expiry anyway.
 //! - A corrupt record is an error, never free.
 
 use std::time::Duration;
@@ -148,8 +150,10 @@ async fn read_sector<D: Disk>(
     host_id: u64,
     timeouts: Timeouts,
 ) -> Result<(AlignedBuf, LeaderRecord), LeaseError> {
-    let buf =
-        disk.read(area.sector_offset(host_id), area.geometry.sector_bytes(), timeouts.io()).await.map_err(LeaseError::Read)?;
+    let buf = disk
+        .read(area.sector_offset(host_id), area.geometry.sector_bytes(), timeouts.io())
+        .await
+        .map_err(LeaseError::Read)?;
     let leader = verify_sector(area, &buf)?;
     Ok((buf, leader))
 }
@@ -160,7 +164,12 @@ pub fn verify_sector(area: &LockspaceArea, sector: &[u8]) -> Result<LeaderRecord
 }
 
 /// Decides whether the record found must be watched for 8N+W before we may take it.
-pub fn acquire_path(found: &LeaderRecord, found_sector: &[u8], me: &HostIdentity, faults: ProtocolFaults) -> AcquirePath {
+pub fn acquire_path(
+    found: &LeaderRecord,
+    found_sector: &[u8],
+    me: &HostIdentity,
+    faults: ProtocolFaults,
+) -> AcquirePath {
     if found.timestamp == 0 {
         return AcquirePath::Free;
     }
@@ -295,6 +304,9 @@ pub async fn renew<D: Disk, C: Clock>(
     }
     bitmap.encode(&mut out);
     let write_issued = clock.now();
+    if write_issued + timeouts.io() > lease.last_success + timeouts.renewal_fail() {
+        return Err(LeaseError::Expired);
+    }
     if write_issued.saturating_sub(read_issued) > timeouts.io() * STALE_READ_LIMIT_IO {
         // Our view of the sector is too old to overwrite it; the caller retries.
         return Err(LeaseError::Read(IoError::TimedOut));

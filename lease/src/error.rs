@@ -16,6 +16,8 @@ pub enum LeaseError {
     Write(IoError),
     /// The host_id's delta lease changed under us while acquiring (SANLK_HOSTID_BUSY).
     HostIdBusy { owner_name: String, owner_generation: u64 },
+    /// Our delta lease is past its 8N expiry: the lockspace has failed on this host.
+    Expired,
     /// Our delta lease no longer shows us as owner (SANLK_RENEW_OWNER).
     RenewOwner,
     /// Our delta lease differs from what we last wrote (SANLK_RENEW_DIFF).
@@ -63,8 +65,12 @@ impl fmt::Display for LeaseError {
             LeaseError::Write(IoError::TimedOut) => write!(f, "write timed out (it may still land)"),
             LeaseError::Write(e) => write!(f, "write failed: {e}"),
             LeaseError::HostIdBusy { owner_name, owner_generation } => {
-                write!(f, "host_id busy: record changed while acquiring (now {owner_name:?} generation {owner_generation})")
+                write!(
+                    f,
+                    "host_id busy: record changed while acquiring (now {owner_name:?} generation {owner_generation})"
+                )
             }
+            LeaseError::Expired => write!(f, "delta lease expired: no successful renewal for 8 io_timeouts"),
             LeaseError::RenewOwner => write!(f, "delta lease is no longer ours"),
             LeaseError::RenewDiff => write!(f, "delta lease changed since our last renewal"),
             LeaseError::IdLive { owner_id, owner_generation } => {

@@ -246,21 +246,52 @@ impl fmt::Display for Name {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecordError {
     /// Magic is not the expected one (includes a never-initialised, zeroed sector).
-    Magic { found: u32, expected: u32 },
+    Magic {
+        found: u32,
+        expected: u32,
+    },
     /// A paxos area that was explicitly cleared.
     Cleared,
-    Version { found: u32, expected: u32 },
-    SectorSize { found: u32, expected: Option<u32> },
-    LockspaceName { found: Name, expected: Name },
-    ResourceName { found: Name, expected: Name },
-    Checksum { found: u32, computed: u32 },
+    Version {
+        found: u32,
+        expected: u32,
+    },
+    SectorSize {
+        found: u32,
+        expected: Option<u32>,
+    },
+    LockspaceName {
+        found: Name,
+        expected: Name,
+    },
+    ResourceName {
+        found: Name,
+        expected: Name,
+    },
+    Checksum {
+        found: u32,
+        computed: u32,
+    },
     /// The dblock of one host fails its checksum.
-    DblockChecksum { host_id: u64, found: u32, computed: u32 },
-    NumHosts { num_hosts: u64, host_id: u64 },
-    Geometry { sector_size: u32, align: u64 },
+    DblockChecksum {
+        host_id: u64,
+        found: u32,
+        computed: u32,
+    },
+    NumHosts {
+        num_hosts: u64,
+        host_id: u64,
+    },
+    Geometry {
+        sector_size: u32,
+        align: u64,
+    },
     BadName(String),
     /// A buffer too short for the record (a short read).
-    Truncated { need: usize, got: usize },
+    Truncated {
+        need: usize,
+        got: usize,
+    },
 }
 
 impl fmt::Display for RecordError {
@@ -286,10 +317,9 @@ impl fmt::Display for RecordError {
             RecordError::Checksum { found, computed } => {
                 write!(f, "checksum 0x{found:08x} does not match computed 0x{computed:08x}")
             }
-            RecordError::DblockChecksum { host_id, found, computed } => write!(
-                f,
-                "dblock of host {host_id}: checksum 0x{found:08x} does not match computed 0x{computed:08x}"
-            ),
+            RecordError::DblockChecksum { host_id, found, computed } => {
+                write!(f, "dblock of host {host_id}: checksum 0x{found:08x} does not match computed 0x{computed:08x}")
+            }
             RecordError::NumHosts { num_hosts, host_id } => {
                 write!(f, "host_id {host_id} exceeds the lease's num_hosts {num_hosts}")
             }
@@ -711,7 +741,12 @@ impl RequestRecord {
     }
     pub fn decode(b: &[u8]) -> Result<RequestRecord, RecordError> {
         need(b, REQUEST_RECORD_LEN)?;
-        Ok(RequestRecord { magic: get_u32(b, 0), version: get_u32(b, 4), lver: get_u64(b, 8), force_mode: get_u32(b, 16) })
+        Ok(RequestRecord {
+            magic: get_u32(b, 0),
+            version: get_u32(b, 4),
+            lver: get_u64(b, 8),
+            force_mode: get_u32(b, 16),
+        })
     }
     pub fn verify(b: &[u8]) -> Result<RequestRecord, RecordError> {
         let r = RequestRecord::decode(b)?;
@@ -785,7 +820,12 @@ mod tests {
 
     #[test]
     fn leader_field_offsets() {
-        let mut l = LeaderRecord::new(LeaseKind::Delta, Geometry::DEFAULT_512, Name::new("ls").unwrap(), Name::new("h").unwrap());
+        let mut l = LeaderRecord::new(
+            LeaseKind::Delta,
+            Geometry::DEFAULT_512,
+            Name::new("ls").unwrap(),
+            Name::new("h").unwrap(),
+        );
         l.owner_id = 0x0102;
         l.timestamp = 0xAABB;
         l.io_timeout = 10;

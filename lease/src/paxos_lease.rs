@@ -24,9 +24,9 @@ use crate::diskio::{AlignedBuf, Disk};
 use crate::error::LeaseError;
 use crate::host_status::HostStatusTable;
 use crate::ondisk::{
-    dblock_sector_offset, paxos_read_len, Geometry, LeaderRecord, LeaseKind, ModeBlock, Name, PaxosDblock,
-    RecordError, RequestRecord, DBLOCK_FL_RELEASED, DBLOCK_LEN, LEADER_RECORD_LEN,
-    LFL_SHORT_HOLD, LVB_SECTOR, MBLOCK_SHARED, PAXOS_DISK_CLEAR, REQUEST_RECORD_LEN, REQUEST_SECTOR,
+    dblock_sector_offset, paxos_read_len, Geometry, LeaderRecord, LeaseKind, ModeBlock, Name, PaxosDblock, RecordError,
+    RequestRecord, DBLOCK_FL_RELEASED, DBLOCK_LEN, LEADER_RECORD_LEN, LFL_SHORT_HOLD, LVB_SECTOR, MBLOCK_SHARED,
+    PAXOS_DISK_CLEAR, REQUEST_RECORD_LEN, REQUEST_SECTOR,
 };
 use crate::timeouts::{Timeouts, BALLOT_BACKOFF_MAX, LIVENESS_POLL, SH_RETRIES};
 
@@ -159,8 +159,7 @@ pub async fn read_resource<D: Disk>(
 pub fn parse_resource(area: &ResourceArea, buf: &[u8]) -> Result<ResourceView, LeaseError> {
     let g = area.geometry;
     let sector = g.sector_bytes();
-    let leader =
-        LeaderRecord::verify(buf, LeaseKind::Paxos, Some(sector as u32), &area.lockspace, Some(&area.name))?;
+    let leader = LeaderRecord::verify(buf, LeaseKind::Paxos, Some(sector as u32), &area.lockspace, Some(&area.name))?;
     let num_hosts = leader.num_hosts.min(g.max_hosts());
     let mut dblocks = Vec::with_capacity(num_hosts as usize);
     let mut mode_blocks = Vec::with_capacity(num_hosts as usize);
@@ -448,6 +447,11 @@ async fn owner_liveness<D: Disk, C: Clock>(
     let cached = ctx.hosts.and_then(|h| h.get(owner)).filter(|hs| hs.generation == leader.owner_generation);
     let mut wait_start = cached.map(|hs| hs.last_live.unwrap_or(hs.first_check));
     let mut last_ts = cached.map(|hs| hs.timestamp);
+    // Committed on the owner's behalf by another host, and the owner has since released its
+    // dblock: nobody will write this leader free, and the owner no longer uses it.
+    if leader.write_id != owner && owner_released_dblock(ctx, area, leader).await? {
+        return Ok(Liveness::Gone);
+    }
     loop {
         let buf = ctx
             .disk
@@ -467,7 +471,7 @@ async fn owner_liveness<D: Disk, C: Clock>(
         let peer = ctx.timeouts.for_peer(delta.io_timeout);
         match last_ts {
             Some(ts) if ts != delta.timestamp => {
-                if leader.write_id != owner && owner_released_dblock(ctx, area, owner).await? {
+                if leader.write_id != owner && owner_released_dblock(ctx, area, leader).await? {
                     // It released, but another host's commit overwrote its leader release.
                     return Ok(Liveness::Gone);
                 }
@@ -497,14 +501,17 @@ async fn owner_liveness<D: Disk, C: Clock>(
 async fn owner_released_dblock<D: Disk, C: Clock>(
     ctx: &PaxosCtx<'_, D, C>,
     area: &ResourceArea,
-    owner: u64,
+    leader: &LeaderRecord,
 ) -> Result<bool, LeaseError> {
+    let owner = leader.owner_id;
     let s = ctx
         .disk
         .read(area.host_sector(owner), area.geometry.sector_bytes(), ctx.timeouts.io())
         .await
         .map_err(LeaseError::Read)?;
-    Ok(PaxosDblock::verify(&s, owner)?.released())
+    let d = PaxosDblock::verify(&s, owner)?;
+    // Only a release of this very lease version counts.
+    Ok(d.released() && d.lver == leader.lver)
 }
 
 struct BallotWon {
@@ -516,7 +523,10 @@ struct BallotWon {
 enum BallotEnd {
     /// A higher mbal or lver was seen; retry with a higher ballot. Carries our dblock.
     Lost(PaxosDblock),
-    Failed { error: LeaseError, phase2_started: bool },
+    Failed {
+        error: LeaseError,
+        phase2_started: bool,
+    },
 }
 
 /// Runs one ballot for `next_lver` with `mbal`. `prev` is our current dblock.
