@@ -146,3 +146,8 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
         std::thread::park();
     }
 }
+
+mod file;
+mod threads;
+mod uring;
+pub use file::{Backend, BackendKind, DeviceDisk};
