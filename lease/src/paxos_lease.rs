@@ -16,7 +16,8 @@
 //! - Shared holders are marked only in their mode blocks, written *before* the short-hold leader
 //!   is released, so an exclusive acquirer's phase 1 always sees them.
 //! - Release writes the leader only if we wrote it: a leader committed by someone else on our
-//!   behalf is released through our RELEASED dblock instead.
+//!   behalf is released through our RELEASED dblock instead. A RELEASED dblock at the leader's
+//!   lver frees the lease for others even when the leader still names its owner.
 
 use crate::clock::{monotime_secs, Clock};
 use crate::delta_lease::{verify_sector, LockspaceArea, ProtocolFaults};
@@ -284,8 +285,10 @@ async fn acquire_inner<D: Disk, C: Clock>(
                 let now = read_leader(ctx.disk, area, ctx.timeouts).await?;
                 if now.lver == next_lver {
                     if now.owner_id == ctx.host_id && now.owner_generation == ctx.generation {
-                        // Someone committed our value for us.
-                        return finish_acquire(ctx, area, opts, converting, now, prev, Vec::new()).await;
+                        // Someone committed our value for us; the shared holders are ours to
+                        // check, since that host did not act on its phase 1 for us.
+                        let shared = read_resource(ctx.disk, area, ctx.timeouts).await?.shared_holders(ctx.host_id);
+                        return finish_acquire(ctx, area, opts, converting, now, prev, shared).await;
                     }
                     return Err(LeaseError::Owned { owner_id: now.owner_id, owner_generation: now.owner_generation });
                 }
@@ -447,9 +450,10 @@ async fn owner_liveness<D: Disk, C: Clock>(
     let cached = ctx.hosts.and_then(|h| h.get(owner)).filter(|hs| hs.generation == leader.owner_generation);
     let mut wait_start = cached.map(|hs| hs.last_live.unwrap_or(hs.first_check));
     let mut last_ts = cached.map(|hs| hs.timestamp);
-    // Committed on the owner's behalf by another host, and the owner has since released its
-    // dblock: nobody will write this leader free, and the owner no longer uses it.
-    if leader.write_id != owner && owner_released_dblock(ctx, area, leader).await? {
+    // The owner has released this lver in its dblock, but the leader was not written free:
+    // committed on its behalf by another host, or its own commit failed and may have landed
+    // late. Either way the owner no longer uses it.
+    if owner_released_dblock(ctx, area, leader).await? {
         return Ok(Liveness::Gone);
     }
     loop {
@@ -471,8 +475,7 @@ async fn owner_liveness<D: Disk, C: Clock>(
         let peer = ctx.timeouts.for_peer(delta.io_timeout);
         match last_ts {
             Some(ts) if ts != delta.timestamp => {
-                if leader.write_id != owner && owner_released_dblock(ctx, area, leader).await? {
-                    // It released, but another host's commit overwrote its leader release.
+                if owner_released_dblock(ctx, area, leader).await? {
                     return Ok(Liveness::Gone);
                 }
                 return Err(LeaseError::IdLive { owner_id: owner, owner_generation: leader.owner_generation });

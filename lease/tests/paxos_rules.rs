@@ -403,3 +403,24 @@ fn num_hosts_bounds_the_participants() {
     assert!(matches!(w.acquire(3, &r, Mode::Exclusive, true), Err(LeaseError::Record(_))));
     assert!(w.acquire(2, &r, Mode::Exclusive, true).is_ok());
 }
+
+#[test]
+fn released_dblock_of_an_older_lver_does_not_free_the_lease() {
+    let w = world(2);
+    let r = resource(0);
+    let h = w.acquire(1, &r, Mode::Exclusive, true).unwrap();
+    block_on(paxos_lease::release(&w.ctx(1, None), &h)).unwrap();
+    w.acquire(1, &r, Mode::Exclusive, true).unwrap(); // lver 2, held
+    let mut d = PaxosDblock::decode(&w.dblock_sector(&r, 1)).unwrap();
+    d.lver = 1;
+    d.flags |= lease::ondisk::DBLOCK_FL_RELEASED;
+    let mut sec = vec![0u8; 512];
+    d.encode(&mut sec[..DBLOCK_LEN]);
+    w.disk.poke(r.offset + 2 * 512, &sec);
+    assert!(matches!(w.acquire(2, &r, Mode::Exclusive, false), Err(LeaseError::OwnedRetry { owner_id: 1, .. })));
+    // The same flag at the held lver does free it.
+    d.lver = 2;
+    d.encode(&mut sec[..DBLOCK_LEN]);
+    w.disk.poke(r.offset + 2 * 512, &sec);
+    assert!(w.acquire(2, &r, Mode::Exclusive, false).is_ok());
+}
