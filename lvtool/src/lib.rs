@@ -1,0 +1,27 @@
+//! lvtool: LVM2-compatible volume management for sanlvm.
+//!
+//! The on-disk layer, each module one concept of lvm2's format:
+//! - [`label`]: the PV label in sector 1 and its pv_header (areas, extension flags).
+//! - [`mda`]: metadata area header, circular text buffer, precommit/commit slots.
+//! - [`crc`]: LVM's CRC-32 variant used by both.
+//! - [`config`]: libdm's config language (parser and writer), the syntax of metadata text.
+//! - [`vg`]: the VG model read from and written to metadata text, byte-compatible with lvm2.
+//! - [`uuid`]: LVM's 32-character ids.
+//! - [`device`]: byte access to block devices, loop devices, files (O_DIRECT where it matters).
+//! - [`scan`]: PVs and VGs found on a list of devices; choosing the newest copy.
+//! - [`commit`]: writing a new VG version to every metadata area, crash-safe.
+//! - [`report`]: `pvs`/`vgs`/`lvs` style reports.
+
+pub mod commit;
+pub mod config;
+pub mod crc;
+pub mod device;
+pub mod error;
+pub mod label;
+pub mod mda;
+pub mod report;
+pub mod scan;
+pub mod uuid;
+pub mod vg;
+
+pub use error::{Error, Result};
