@@ -66,6 +66,14 @@ pub enum Error {
     ConcurrentChange { at: At },
     /// A caller asked for something impossible (no such LV, extent out of range, ...).
     Invalid(String),
+    /// The config file (lvmlocal.toml) cannot be read or has a bad value.
+    Config { path: String, reason: String },
+    /// Initialising or reading the sanlock lease area in the lvmlock LV failed.
+    Lease { what: String, reason: String },
+    /// Not enough free extents for an allocation.
+    InsufficientSpace { vg: String, needed: u64, free: u64 },
+    /// Activation is impossible here (no device-mapper driver).
+    Activation(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -125,6 +133,12 @@ impl fmt::Display for Error {
             Error::ReadOnlyVg { vg, reason } => write!(f, "VG {vg} cannot be changed by lvtool: {reason}"),
             Error::ConcurrentChange { at } => write!(f, "{at}: metadata changed on disk since it was read"),
             Error::Invalid(msg) => f.write_str(msg),
+            Error::Config { path, reason } => write!(f, "config file {path}: {reason}"),
+            Error::Lease { what, reason } => write!(f, "lease area: {what}: {reason}"),
+            Error::InsufficientSpace { vg, needed, free } => {
+                write!(f, "Volume group \"{vg}\" has insufficient free space ({free} extents): {needed} required.")
+            }
+            Error::Activation(msg) => f.write_str(msg),
         }
     }
 }

@@ -12,15 +12,24 @@
 //! - [`commit`]: writing a new VG version to every metadata area, crash-safe.
 //! - [`report`]: `pvs`/`vgs`/`lvs` style reports.
 
+pub mod activate;
+pub mod alloc;
+pub mod cli;
 pub mod commit;
 pub mod config;
 pub mod crc;
 pub mod device;
+pub mod dm;
 pub mod error;
 pub mod label;
+pub mod lockarea;
 pub mod mda;
+pub mod pvformat;
 pub mod report;
 pub mod scan;
+pub mod session;
+pub mod settings;
+pub mod units;
 pub mod uuid;
 pub mod vg;
 

@@ -194,3 +194,52 @@ impl Fixture {
         self.loops.iter().map(|l| l.path.clone()).collect()
     }
 }
+
+/// lvtool restricted to some devices, with `--driverloaded n`.
+pub struct Tool {
+    pub devices: Vec<PathBuf>,
+}
+
+impl Tool {
+    pub fn run(&self, args: &[&str]) -> Output {
+        let (cmd, rest) = args.split_first().unwrap();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_lvtool"));
+        c.arg(cmd).arg("--driverloaded").arg("n");
+        for d in &self.devices {
+            c.arg("--devices").arg(d);
+        }
+        c.args(rest).env("LC_ALL", "C").env("TZ", "UTC").stdin(std::process::Stdio::null());
+        c.output().expect("run lvtool")
+    }
+
+    /// Runs, expects `code`, returns stdout.
+    pub fn code(&self, code: i32, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "lvtool {args:?}:\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.code(0, args)
+    }
+
+    /// Expects failure with `code` and a message containing `msg` on stderr.
+    pub fn fails(&self, code: i32, msg: &str, args: &[&str]) {
+        let out = self.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "lvtool {args:?}: {err}");
+        assert!(err.contains(msg), "lvtool {args:?}: expected {msg:?} in:\n{err}");
+    }
+
+    pub fn rows(&self, args: &[&str]) -> Vec<Vec<String>> {
+        let mut a = vec![args[0], "--noheadings", "--separator", "|"];
+        a.extend(&args[1..]);
+        self.ok(&a).lines().map(|l| l.trim().split('|').map(String::from).collect()).collect()
+    }
+}

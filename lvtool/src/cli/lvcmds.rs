@@ -1,0 +1,561 @@
+//! lvcreate, lvremove, lvextend/lvreduce/lvresize, lvrename, lvchange, vgchange.
+
+use super::args::{flag, val, Opt};
+use super::pvvg::not_found;
+use super::{split_lv_path, CmdResult, Ctx, Fail};
+use crate::activate::{ActivationMode, LvState};
+use crate::alloc;
+use crate::lockarea::{self, LockArea};
+use crate::scan::VgRead;
+use crate::session::{LockMode, VgTxn};
+use crate::units::{parse_extents, parse_size, PercentOf, Sign, SizeArg};
+use crate::uuid::Uuid;
+use crate::vg::{self, Lv, Vg};
+use crate::Error;
+
+pub const LVCREATE: &[Opt] = &[
+    val(Some('L'), "size"),
+    val(Some('l'), "extents"),
+    val(Some('n'), "name"),
+    val(Some('a'), "activate"),
+    val(Some('Z'), "zero"),
+    val(Some('W'), "wipesignatures"),
+    val(None, "addtag"),
+];
+pub const LVREMOVE: &[Opt] = &[];
+pub const RESIZE: &[Opt] = &[val(Some('L'), "size"), val(Some('l'), "extents")];
+pub const LVRENAME: &[Opt] = &[];
+pub const CHANGE: &[Opt] = &[val(Some('a'), "activate"), flag(None, "refresh")];
+
+/// Is this VG formatted for sanlock (lvmlockd's shared VG)?
+fn is_sanlock(vg: &Vg) -> bool {
+    vg.lock_type.as_deref() == Some(lockarea::LOCK_TYPE)
+}
+
+fn parse_activation(v: &str) -> Result<Option<ActivationMode>, Fail> {
+    Ok(match v {
+        "y" | "ay" => Some(ActivationMode::Plain),
+        "ey" => Some(ActivationMode::Exclusive),
+        "sy" => Some(ActivationMode::Shared),
+        "ly" => Some(ActivationMode::Plain),
+        "n" | "an" | "en" | "ln" | "sn" => None,
+        _ => return Err(Fail::Usage(format!("Invalid argument for --activate: {v}"))),
+    })
+}
+
+/// In a shared VG `-ay` means exclusive (lvmlockd).
+fn effective(vg: &Vg, m: ActivationMode) -> ActivationMode {
+    if m == ActivationMode::Plain && is_sanlock(vg) {
+        ActivationMode::Exclusive
+    } else {
+        m
+    }
+}
+
+/// Extents a percentage stands for.
+fn percent_extents(vg: &Vg, p: PercentOf, pct: u64, pvs: Option<&[String]>) -> Result<u32, Fail> {
+    let base = match p {
+        PercentOf::Vg => vg.pvs.iter().map(|p| p.pe_count as u64).sum(),
+        PercentOf::Free => alloc::free_extents(vg, None),
+        PercentOf::Pvs => match pvs {
+            Some(only) => vg.pvs.iter().filter(|p| only.contains(&p.name)).map(|p| p.pe_count as u64).sum(),
+            None => vg.pvs.iter().map(|p| p.pe_count as u64).sum(),
+        },
+        PercentOf::Origin => return Err(Fail::Usage("%ORIGIN is only for snapshots".into())),
+    };
+    Ok((base * pct / 100).min(u32::MAX as u64) as u32)
+}
+
+/// PV section names of the devices given after the VG/LV (allocation restricted to them).
+fn pv_names(ctx: &mut Ctx, read: &VgRead, devs: &[String]) -> Result<Option<Vec<String>>, Fail> {
+    if devs.is_empty() {
+        return Ok(None);
+    }
+    let paths = ctx.session.pv_paths(read);
+    let mut out = vec![];
+    for d in devs {
+        let want = std::fs::canonicalize(d).unwrap_or_else(|_| d.into());
+        let k = paths
+            .iter()
+            .position(|p| p.as_ref().is_some_and(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()) == want));
+        match k {
+            Some(k) => out.push(read.vg.pvs[k].name.clone()),
+            None => {
+                return Err(Fail::Failed(format!(
+                    "Physical Volume \"{d}\" not found in Volume Group \"{}\".",
+                    read.vg.name
+                )))
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
+fn next_lv_name(vg: &Vg) -> String {
+    (0..).map(|k| format!("lvol{k}")).find(|n| vg.lv(n).is_none()).unwrap()
+}
+
+/// The lease area of a shared VG being changed.
+fn lock_area(ctx: &mut Ctx, txn: &VgTxn, vg: &Vg) -> Result<LockArea, Fail> {
+    Ok(ctx.session.lock_area(&txn.read, vg, None)?)
+}
+
+/// Gives a new LV in a shared VG its lease, as lvmlockd's `init_lv`: the first free slot,
+/// after growing the lvmlock LV by 256 MiB (new slots `#unused`) when there is none.
+fn init_lv_lease(ctx: &mut Ctx, txn: &mut VgTxn, lv_name: &str) -> Result<(), Fail> {
+    let lv = txn.vg.lv(lv_name).expect("just added").clone();
+    let resource = lv.id.to_string();
+    let area = lock_area(ctx, txn, &txn.vg.clone())?;
+    let slot = match area.find_free(&resource)? {
+        Some(o) => o,
+        None => {
+            let old_size = area.size;
+            let ext = txn.vg.extent_size as u64 * 512;
+            let extents = ((lockarea::LV_EXTEND_MIB << 20) / ext).max(1) as u32;
+            alloc::extend(&mut txn.vg, lockarea::LOCK_LV_NAME, extents, None)?;
+            let paths: Vec<_> = (0..txn.vg.pvs.len()).map(|i| pv_path_for(ctx, txn, i)).collect();
+            let grown = LockArea::new(&txn.vg, &|i| paths.get(i).cloned().flatten(), area.geometry)?;
+            grown.init_unused(old_size)?;
+            ctx.say(&format!("Extended internal lvmlock LV by {} MiB", lockarea::LV_EXTEND_MIB));
+            grown
+                .find_free(&resource)?
+                .ok_or_else(|| Fail::Failed("no free lease slot after extending lvmlock".into()))?
+        }
+    };
+    let area = lock_area(ctx, txn, &txn.vg.clone())?;
+    area.init_lv(slot, &lv)?;
+    txn.vg.lv_mut(lv_name)?.lock_args = Some(lockarea::lv_lock_args(slot));
+    Ok(())
+}
+
+fn pv_path_for(ctx: &mut Ctx, txn: &VgTxn, i: usize) -> Option<std::path::PathBuf> {
+    let id = txn.vg.pvs.get(i)?.id;
+    let paths = ctx.session.pv_paths(&txn.read);
+    let j = txn.read.vg.pvs.iter().position(|p| p.id == id)?;
+    paths[j].clone()
+}
+
+pub fn lvcreate(ctx: &mut Ctx) -> CmdResult {
+    let pos = ctx.args.pos.clone();
+    let [target, devs @ ..] = pos.as_slice() else {
+        return Err(Fail::Usage("No command with matching syntax recognised.".into()));
+    };
+    let devs = devs.to_vec();
+    let (vg_name, lv_in_path) = split_lv_path(target);
+    let size = ctx.args.get("size").map(parse_size).transpose()?;
+    let extents_arg = ctx.args.get("extents").map(parse_extents).transpose()?;
+    if size.is_some() && extents_arg.is_some() {
+        return Err(Fail::Usage("Please specify either size or extents (not both).".into()));
+    }
+    if size.is_none() && extents_arg.is_none() {
+        return Err(Fail::Usage("No command with matching syntax recognised.".into()));
+    }
+    if size.is_some_and(|s| s.sign != Sign::None) || extents_arg.is_some_and(|s| s.sign == Sign::Minus) {
+        return Err(Fail::Usage("Negative size is invalid.".into()));
+    }
+    if size.is_some_and(|s| s.value == 0) {
+        return Err(Fail::Usage("--size may not be zero.".into()));
+    }
+    if extents_arg.is_some_and(|s| s.value == 0) {
+        return Err(Fail::Usage("--extents may not be zero.".into()));
+    }
+    let name = ctx.args.get("name").map(String::from).or(lv_in_path);
+    if let Some(n) = &name {
+        if n.starts_with("snapshot") || n.starts_with("pvmove") {
+            let p = if n.starts_with("snapshot") { "snapshot" } else { "pvmove" };
+            return Err(Fail::Usage(format!(
+                "Names starting \"{p}\" are reserved. Please choose a different LV name."
+            )));
+        }
+        if vg::validate_new_lv_name(n).is_err() {
+            return Err(Fail::Usage(format!("Logical volume name \"{n}\" is invalid.")));
+        }
+    }
+    let tags = ctx.args.all("addtag").to_vec();
+    for t in &tags {
+        vg::validate_tag(t)?;
+    }
+    let activate = parse_activation(ctx.args.get("activate").unwrap_or("y"))?;
+    if activate.is_some() {
+        ctx.session.activator().check_available()?;
+    }
+    let mut txn = ctx.session.begin(&vg_name).map_err(|e| not_found(e, &vg_name))?;
+    let only = pv_names(ctx, &txn.read, &devs)?;
+    let name = name.unwrap_or_else(|| next_lv_name(&txn.vg));
+    if is_sanlock(&txn.vg) && name == lockarea::LOCK_LV_NAME {
+        return Err(Fail::Usage(format!("Logical volume name \"{name}\" is reserved for the lock LV.")));
+    }
+    if txn.vg.lv(&name).is_some() {
+        return Err(Fail::Failed(format!("Logical Volume \"{name}\" already exists in volume group \"{vg_name}\"")));
+    }
+    let ext = txn.vg.extent_size as u64;
+    let extents = match (size, extents_arg) {
+        (Some(s), _) => {
+            let e = s.value.div_ceil(ext);
+            if s.value % ext != 0 {
+                ctx.say(&format!("Rounding up size to full physical extent {}", ctx.size(e * ext)));
+            }
+            e
+        }
+        (_, Some(SizeArg { value, percent: Some(p), .. })) => {
+            percent_extents(&txn.vg, p, value, only.as_deref())? as u64
+        }
+        (_, Some(a)) => a.value,
+        _ => unreachable!(),
+    };
+    if extents == 0 {
+        return Err(Fail::Failed("Insufficient extents for the requested size".into()));
+    }
+    let free = alloc::free_extents(&txn.vg, only.as_deref());
+    if extents > free || extents > u32::MAX as u64 {
+        return Err(Fail::Failed(format!(
+            "Volume group \"{vg_name}\" has insufficient free space ({free} extents): {extents} required."
+        )));
+    }
+    let (host, now) = {
+        let h = vg::TextHeader::now("");
+        (h.creation_host, h.creation_time)
+    };
+    let mut lv = Lv::new(&name, Uuid::generate()?, vec![], &host, now);
+    lv.tags = tags;
+    if is_sanlock(&txn.vg) {
+        lv.status = vec!["READ".into(), "VISIBLE".into()];
+        lv.flags = vec!["WRITE_LOCKED".into()];
+    }
+    txn.vg.add_lv(lv)?;
+    alloc::extend(&mut txn.vg, &name, extents as u32, only.as_deref())?;
+    if is_sanlock(&txn.vg) {
+        init_lv_lease(ctx, &mut txn, &name)?;
+    }
+    let vg = ctx.session.commit(txn)?;
+    ctx.say(&format!("Logical volume \"{name}\" created."));
+    if let Some(mode) = activate {
+        let lv = vg.lv(&name).expect("created").clone();
+        ctx.session.activate(&vg, &lv, effective(&vg, mode))?;
+    }
+    Ok(())
+}
+
+/// The LVs named by positional arguments: `VG/LV` one LV, `VG` all its visible LVs.
+fn targets(ctx: &Ctx) -> Result<Vec<(String, Option<String>)>, Fail> {
+    if ctx.args.pos.is_empty() {
+        return Err(Fail::Usage("No command with matching syntax recognised.".into()));
+    }
+    Ok(ctx.args.pos.iter().map(|p| split_lv_path(p)).collect())
+}
+
+pub fn lvremove(ctx: &mut Ctx) -> CmdResult {
+    for (vg_name, lv) in targets(ctx)? {
+        let names = match &lv {
+            Some(l) => vec![l.clone()],
+            None => match ctx.session.read_vg(&vg_name, LockMode::Ex) {
+                Ok(r) => r.vg.lvs.iter().filter(|l| l.is_visible()).map(|l| l.name.clone()).collect(),
+                Err(e) => {
+                    ctx.fail_one(not_found(e, &vg_name));
+                    continue;
+                }
+            },
+        };
+        for n in names {
+            if let Err(f) = remove_lv(ctx, &vg_name, &n) {
+                ctx.fail_one(f);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn remove_lv(ctx: &mut Ctx, vg_name: &str, name: &str) -> Result<(), Fail> {
+    let mut txn = ctx.session.begin(vg_name).map_err(|e| not_found(e, vg_name))?;
+    let Some(lv) = txn.vg.lv(name).cloned() else {
+        return Err(Fail::Failed(format!("Failed to find logical volume \"{vg_name}/{name}\"")));
+    };
+    if name == lockarea::LOCK_LV_NAME && is_sanlock(&txn.vg) {
+        return Err(Fail::Failed(format!("Cannot remove the internal lock LV {vg_name}/{name}.")));
+    }
+    txn.vg.lv_mut(name)?;
+    ctx.session.lock_lv(&txn.vg, &lv, LockMode::Ex)?;
+    let state = ctx.session.lv_state(&txn.vg, &lv);
+    if state.is_active() {
+        if !ctx.args.has("force")
+            && !ctx.confirm(&format!("Do you really want to remove active logical volume {vg_name}/{name}?"))
+        {
+            return Err(Fail::Failed(format!("Logical volume {name} not removed.")));
+        }
+        ctx.session.deactivate(&txn.vg, &lv)?;
+    }
+    let slot = lv.lock_args.as_deref().and_then(lockarea::parse_lv_lock_args);
+    let area = match (is_sanlock(&txn.vg), slot) {
+        (true, Some(_)) => Some(lock_area(ctx, &txn, &txn.vg.clone())?),
+        _ => None,
+    };
+    txn.vg.lvs.retain(|l| l.name != name);
+    txn.vg.validate()?;
+    let vg = ctx.session.commit(txn)?;
+    if let (Some(area), Some(o)) = (area, slot) {
+        // After the commit, as lvmlockd's free_lv: a crash in between leaks a slot, never
+        // frees the lease of an LV that still exists.
+        area.free_lv(o)?;
+    }
+    let _ = vg;
+    ctx.say(&format!("Logical volume \"{name}\" successfully removed."));
+    Ok(())
+}
+
+pub fn lvresize(ctx: &mut Ctx) -> CmdResult {
+    let pos = ctx.args.pos.clone();
+    let [target, devs @ ..] = pos.as_slice() else {
+        return Err(Fail::Usage("No command with matching syntax recognised.".into()));
+    };
+    let devs = devs.to_vec();
+    let (vg_name, Some(lv_name)) = split_lv_path(target) else {
+        return Err(Fail::Usage(format!("Please specify a logical volume path ({target} is a VG)")));
+    };
+    let size = ctx.args.get("size").map(parse_size).transpose()?;
+    let ext_arg = ctx.args.get("extents").map(parse_extents).transpose()?;
+    let arg = match (size, ext_arg) {
+        (Some(_), Some(_)) => return Err(Fail::Usage("Please specify either size or extents (not both).".into())),
+        (None, None) => return Err(Fail::Usage("No command with matching syntax recognised.".into())),
+        (Some(a), _) | (_, Some(a)) => a,
+    };
+    if arg.value == 0 {
+        let what = if size.is_some() { "--size" } else { "--extents" };
+        return Err(Fail::Usage(format!("{what} may not be zero.")));
+    }
+    let cmd = ctx.cmd.clone();
+    match (cmd.as_str(), arg.sign) {
+        ("lvextend", Sign::Minus) => return Err(Fail::Usage("Negative argument not permitted - use lvreduce".into())),
+        ("lvreduce", Sign::Plus) => return Err(Fail::Usage("Positive sign not permitted - use lvextend".into())),
+        _ => {}
+    }
+    let mut txn = ctx.session.begin(&vg_name).map_err(|e| not_found(e, &vg_name))?;
+    let only = pv_names(ctx, &txn.read, &devs)?;
+    let Some(lv) = txn.vg.lv(&lv_name).cloned() else {
+        return Err(Fail::Failed(format!("Failed to find logical volume \"{vg_name}/{lv_name}\"")));
+    };
+    txn.vg.lv_mut(&lv_name)?;
+    let ext = txn.vg.extent_size as u64;
+    let cur = lv.extent_count as u64;
+    let new: i128 = if size.is_some() {
+        let (amount, rounded) = match arg.sign {
+            Sign::Minus => (arg.value / ext, arg.value % ext != 0),
+            _ => (arg.value.div_ceil(ext), arg.value % ext != 0),
+        };
+        let new = match arg.sign {
+            Sign::None => amount as i128,
+            Sign::Plus => cur as i128 + amount as i128,
+            Sign::Minus => cur as i128 - amount as i128,
+        };
+        if rounded {
+            let shown = if arg.sign == Sign::None { new.max(0) as u64 } else { amount };
+            ctx.say(&format!("Rounding size to boundary between physical extents: {}.", ctx.size(shown * ext)));
+        }
+        new
+    } else {
+        let amount = match arg.percent {
+            Some(p) => percent_extents(&txn.vg, p, arg.value, only.as_deref())? as u64,
+            None => arg.value,
+        };
+        match arg.sign {
+            Sign::None => amount as i128,
+            Sign::Plus => cur as i128 + amount as i128,
+            Sign::Minus => cur as i128 - amount as i128,
+        }
+    };
+    if new == cur as i128 {
+        return Err(Fail::Failed(format!("New size ({new} extents) matches existing size ({cur} extents).")));
+    }
+    if new < cur as i128 && cmd == "lvextend" {
+        return Err(Fail::Failed(format!(
+            "New size given ({new} extents) not larger than existing size ({cur} extents)"
+        )));
+    }
+    if new > cur as i128 && cmd == "lvreduce" {
+        return Err(Fail::Failed(format!(
+            "New size given ({new} extents) not less than existing size ({cur} extents)"
+        )));
+    }
+    if new < 1 {
+        return Err(Fail::Failed(format!("Unable to reduce {vg_name}/{lv_name} below 1 extent.")));
+    }
+    if new > u32::MAX as i128 {
+        return Err(Fail::Failed("Size is too big.".into()));
+    }
+    let new = new as u64;
+    ctx.session.lock_lv(&txn.vg, &lv, LockMode::Ex)?;
+    let state = ctx.session.lv_state(&txn.vg, &lv);
+    if new > cur {
+        let free = alloc::free_extents(&txn.vg, only.as_deref());
+        if new - cur > free {
+            return Err(Fail::Failed(format!(
+                "Insufficient free space: {} extents needed, but only {free} available",
+                new - cur
+            )));
+        }
+        alloc::extend(&mut txn.vg, &lv_name, (new - cur) as u32, only.as_deref())?;
+    } else {
+        if state.is_active()
+            && !ctx.args.has("force")
+            && !ctx.confirm(&format!(
+                "  WARNING: Reducing active logical volume to {}.\n  THIS MAY DESTROY YOUR DATA (filesystem etc.)\nDo you really want to reduce {vg_name}/{lv_name}?",
+                ctx.size(new * ext)
+            ))
+        {
+            return Err(Fail::Failed(format!("Logical volume {lv_name} NOT reduced.")));
+        }
+        alloc::reduce(&mut txn.vg, &lv_name, new as u32)?;
+    }
+    let vg = ctx.session.commit(txn)?;
+    ctx.say(&format!(
+        "Size of logical volume {vg_name}/{lv_name} changed from {} ({cur} extents) to {} ({new} extents).",
+        ctx.size(cur * ext),
+        ctx.size(new * ext)
+    ));
+    if state.is_active() {
+        let lv = vg.lv(&lv_name).expect("resized").clone();
+        ctx.session.refresh(&vg, &lv)?;
+    }
+    ctx.say(&format!("Logical volume {vg_name}/{lv_name} successfully resized."));
+    Ok(())
+}
+
+pub fn lvrename(ctx: &mut Ctx) -> CmdResult {
+    let pos = ctx.args.pos.clone();
+    let (vg_name, old, new) = match pos.as_slice() {
+        [vg, old, new] => (vg.clone(), old.clone(), new.clone()),
+        [old, new] => {
+            let (vg, o) = split_lv_path(old);
+            let Some(o) = o else {
+                return Err(Fail::Usage("Old logical volume name must be given as VG/LV".into()));
+            };
+            let (vg2, n) = split_lv_path(new);
+            let n = match n {
+                Some(_) if vg2 != vg => {
+                    return Err(Fail::Usage(format!(
+                        "Logical volume names must have the same volume group (\"{vg}\" or \"{vg2}\")."
+                    )))
+                }
+                Some(n) => n,
+                None => vg2,
+            };
+            (vg, o, n)
+        }
+        _ => return Err(Fail::Usage("Old and new logical volume names required".into())),
+    };
+    if new.starts_with("snapshot") || new.starts_with("pvmove") || vg::validate_new_lv_name(&new).is_err() {
+        return Err(Fail::Usage(format!("New logical volume name \"{new}\" is invalid.")));
+    }
+    let mut txn = ctx.session.begin(&vg_name).map_err(|e| not_found(e, &vg_name))?;
+    if txn.vg.lv(&old).is_none() {
+        return Err(Fail::Failed(format!("Existing logical volume \"{old}\" not found in volume group \"{vg_name}\"")));
+    }
+    if old == lockarea::LOCK_LV_NAME && is_sanlock(&txn.vg) {
+        return Err(Fail::Failed("Cannot rename the internal lock LV.".into()));
+    }
+    if txn.vg.lv(&new).is_some() {
+        return Err(Fail::Failed(format!("Logical Volume \"{new}\" already exists in volume group \"{vg_name}\"")));
+    }
+    let lv = txn.vg.lv(&old).cloned().expect("checked");
+    if ctx.session.lv_state(&txn.vg, &lv).is_active() {
+        return Err(Fail::Failed(format!(
+            "Cannot rename active logical volume {vg_name}/{old}: device-mapper rename is not available"
+        )));
+    }
+    txn.vg.lv_mut(&old)?.name = new.clone();
+    txn.vg.validate()?;
+    ctx.session.commit(txn)?;
+    ctx.say(&format!("Renamed \"{old}\" to \"{new}\" in volume group \"{vg_name}\""));
+    Ok(())
+}
+
+/// What lvchange/vgchange do to each LV.
+#[derive(Clone, Copy)]
+enum Change {
+    Activate(ActivationMode),
+    Deactivate,
+    Refresh,
+}
+
+fn change_from_args(ctx: &Ctx) -> Result<Change, Fail> {
+    match (ctx.args.get("activate"), ctx.args.has("refresh")) {
+        (Some(_), true) => Err(Fail::Usage("Only one of --activate and --refresh".into())),
+        (Some(a), false) => Ok(parse_activation(a)?.map_or(Change::Deactivate, Change::Activate)),
+        (None, true) => Ok(Change::Refresh),
+        (None, false) => Err(Fail::Usage("No command with matching syntax recognised.".into())),
+    }
+}
+
+fn apply(ctx: &mut Ctx, vg: &Vg, lv: &Lv, change: Change) -> Result<(), Error> {
+    match change {
+        Change::Activate(m) => ctx.session.activate(vg, lv, effective(vg, m)),
+        Change::Deactivate => ctx.session.deactivate(vg, lv),
+        Change::Refresh => match ctx.session.lv_state(vg, lv) {
+            LvState::Active { .. } | LvState::Unknown => ctx.session.refresh(vg, lv),
+            LvState::Inactive => Ok(()),
+        },
+    }
+}
+
+pub fn lvchange(ctx: &mut Ctx) -> CmdResult {
+    let change = change_from_args(ctx)?;
+    if !matches!(change, Change::Refresh) {
+        ctx.session.activator().check_available()?;
+    }
+    for (vg_name, lv) in targets(ctx)? {
+        let read = match ctx.session.read_vg(&vg_name, LockMode::Sh) {
+            Ok(r) => r,
+            Err(e) => {
+                ctx.fail_one(not_found(e, &vg_name));
+                continue;
+            }
+        };
+        let vg = read.vg;
+        let lvs: Vec<Lv> = match &lv {
+            Some(n) => match vg.lv(n) {
+                Some(l) => vec![l.clone()],
+                None => {
+                    ctx.fail_one(Fail::Failed(format!("Failed to find logical volume \"{vg_name}/{n}\"")));
+                    continue;
+                }
+            },
+            None => vg.lvs.iter().filter(|l| l.is_visible()).cloned().collect(),
+        };
+        for l in &lvs {
+            if let Err(e) = apply(ctx, &vg, l, change) {
+                ctx.fail_one(e.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn vgchange(ctx: &mut Ctx) -> CmdResult {
+    let change = change_from_args(ctx)?;
+    if !matches!(change, Change::Refresh) {
+        ctx.session.activator().check_available()?;
+    }
+    if ctx.args.pos.is_empty() {
+        return Err(Fail::Usage("Please give volume group name(s)".into()));
+    }
+    for vg_name in ctx.args.pos.clone() {
+        let read = match ctx.session.read_vg(&vg_name, LockMode::Sh) {
+            Ok(r) => r,
+            Err(e) => {
+                ctx.fail_one(not_found(e, &vg_name));
+                continue;
+            }
+        };
+        let vg = read.vg;
+        let lvs: Vec<Lv> = vg.lvs.iter().filter(|l| l.is_visible() && l.is_supported()).cloned().collect();
+        for l in &lvs {
+            if let Err(e) = apply(ctx, &vg, l, change) {
+                ctx.fail_one(e.into());
+            }
+        }
+        if !matches!(change, Change::Refresh) {
+            let active = lvs.iter().filter(|l| ctx.session.lv_state(&vg, l).is_active()).count();
+            ctx.say(&format!("{active} logical volume(s) in volume group \"{vg_name}\" now active"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! The `lvtool` command line: lvm2's verbs, flags, messages and exit codes (0 success,
+//! 3 invalid command line, 5 command failed). Every metadata change goes through
+//! [`Session::begin`]/[`Session::commit`] and every activation through [`Session::activate`],
+//! where the locks are taken.
+
+pub mod args;
+mod display;
+mod lvcmds;
+mod pvvg;
+mod reports;
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use crate::activate::{Activator, NoDriver, Unavailable};
+use crate::error::Error;
+use crate::session::{NoLocks, Session};
+use crate::settings::Settings;
+use crate::units::{SizeError, SuffixStyle, Units};
+use args::{Args, Opt};
+
+/// lvm2's exit codes.
+pub const ECMD_PROCESSED: i32 = 0;
+pub const EINVALID_CMD_LINE: i32 = 3;
+pub const ECMD_FAILED: i32 = 5;
+
+/// Why a command stopped.
+#[derive(Debug)]
+pub enum Fail {
+    /// Bad command line (exit 3); the message and a pointer to --help are printed.
+    Usage(String),
+    /// The command failed (exit 5) with this message.
+    Failed(String),
+    /// Failed, messages already printed.
+    Quiet,
+}
+
+impl From<Error> for Fail {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidName { name, reason } => Fail::Usage(format!("Name \"{name}\" is invalid: {reason}.")),
+            e => Fail::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<SizeError> for Fail {
+    fn from(e: SizeError) -> Self {
+        Fail::Usage(e.0)
+    }
+}
+
+pub type CmdResult = Result<(), Fail>;
+
+/// What every command has: its name, its arguments, the session, output settings.
+pub struct Ctx {
+    pub cmd: String,
+    pub args: Args,
+    pub session: Session,
+    pub units: Units,
+    /// Set when one of several objects failed (the command goes on, exit 5 at the end).
+    pub partial_failure: bool,
+}
+
+impl Ctx {
+    /// A message on stdout, indented as lvm2 prints them.
+    pub fn say(&self, msg: &str) {
+        if !self.args.has("quiet") {
+            println!("  {msg}");
+        }
+    }
+
+    pub fn err(&self, msg: &str) {
+        eprintln!("  {msg}");
+    }
+
+    /// A size for messages: `12.00 MiB`.
+    pub fn size(&self, sectors: u64) -> String {
+        self.units.format(sectors, SuffixStyle::Short)
+    }
+
+    /// Asks a yes/no question (lvm2's `yes_no_prompt`); `--yes` answers yes, end of input no.
+    pub fn confirm(&self, question: &str) -> bool {
+        if self.args.has("yes") {
+            return true;
+        }
+        print!("{question} [y/n]: ");
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        match std::io::stdin().lock().read_line(&mut line) {
+            Ok(n) if n > 0 => line.trim().eq_ignore_ascii_case("y") || line.trim().eq_ignore_ascii_case("yes"),
+            _ => {
+                println!("[n]");
+                false
+            }
+        }
+    }
+
+    /// Records a failure of one object and prints it.
+    pub fn fail_one(&mut self, f: Fail) {
+        match f {
+            Fail::Failed(m) | Fail::Usage(m) => self.err(&m),
+            Fail::Quiet => {}
+        }
+        self.partial_failure = true;
+    }
+}
+
+struct Command {
+    name: &'static str,
+    opts: &'static [Opt],
+    run: fn(&mut Ctx) -> CmdResult,
+    /// Positional arguments that are devices to add to the scan.
+    scans_args: bool,
+}
+
+const COMMANDS: &[Command] = &[
+    Command { name: "pvcreate", opts: pvvg::PVCREATE, run: pvvg::pvcreate, scans_args: true },
+    Command { name: "pvremove", opts: pvvg::PVREMOVE, run: pvvg::pvremove, scans_args: true },
+    Command { name: "pvs", opts: reports::REPORT, run: reports::pvs, scans_args: true },
+    Command { name: "vgcreate", opts: pvvg::VGCREATE, run: pvvg::vgcreate, scans_args: true },
+    Command { name: "vgremove", opts: pvvg::VGREMOVE, run: pvvg::vgremove, scans_args: false },
+    Command { name: "vgextend", opts: pvvg::VGEXTEND, run: pvvg::vgextend, scans_args: true },
+    Command { name: "vgreduce", opts: pvvg::VGREDUCE, run: pvvg::vgreduce, scans_args: false },
+    Command { name: "vgs", opts: reports::REPORT, run: reports::vgs, scans_args: false },
+    Command { name: "vgdisplay", opts: display::DISPLAY, run: display::vgdisplay, scans_args: false },
+    Command { name: "vgchange", opts: lvcmds::CHANGE, run: lvcmds::vgchange, scans_args: false },
+    Command { name: "lvcreate", opts: lvcmds::LVCREATE, run: lvcmds::lvcreate, scans_args: false },
+    Command { name: "lvremove", opts: lvcmds::LVREMOVE, run: lvcmds::lvremove, scans_args: false },
+    Command { name: "lvextend", opts: lvcmds::RESIZE, run: lvcmds::lvresize, scans_args: false },
+    Command { name: "lvreduce", opts: lvcmds::RESIZE, run: lvcmds::lvresize, scans_args: false },
+    Command { name: "lvresize", opts: lvcmds::RESIZE, run: lvcmds::lvresize, scans_args: false },
+    Command { name: "lvrename", opts: lvcmds::LVRENAME, run: lvcmds::lvrename, scans_args: false },
+    Command { name: "lvchange", opts: lvcmds::CHANGE, run: lvcmds::lvchange, scans_args: false },
+    Command { name: "lvs", opts: reports::REPORT, run: reports::lvs, scans_args: false },
+    Command { name: "lvdisplay", opts: display::DISPLAY, run: display::lvdisplay, scans_args: false },
+];
+
+fn usage() -> i32 {
+    let names: Vec<&str> = COMMANDS.iter().map(|c| c.name).collect();
+    eprintln!("usage: lvtool COMMAND [--config PATH] [--devices DEV]... [--driverloaded y|n] [ARGS]");
+    eprintln!("commands: {}", names.join(" "));
+    EINVALID_CMD_LINE
+}
+
+/// Runs `lvtool <argv>`; returns the exit code.
+pub fn run(argv: &[String]) -> i32 {
+    let Some((name, rest)) = argv.split_first() else { return usage() };
+    // `lvtool lvs` and a link named `lvs` both work.
+    let Some(cmd) = COMMANDS.iter().find(|c| c.name == name.as_str()) else {
+        eprintln!("  No such command '{name}'.  Try 'lvtool' without arguments for a list.");
+        return 2;
+    };
+    let args = match args::parse(rest, cmd.opts) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("  {}: {e}", cmd.name);
+            eprintln!("  Run `{} --help' for more information.", cmd.name);
+            return EINVALID_CMD_LINE;
+        }
+    };
+    if args.has("help") {
+        let opts: Vec<String> = cmd.opts.iter().map(|o| format!("--{}", o.long)).collect();
+        println!("  {} {}", cmd.name, opts.join(" "));
+        return ECMD_PROCESSED;
+    }
+    let driver = match args.get("driverloaded") {
+        None | Some("y") | Some("yes") | Some("1") => true,
+        Some("n") | Some("no") | Some("0") => false,
+        Some(v) => {
+            eprintln!("  Invalid argument for --driverloaded: {v}");
+            return EINVALID_CMD_LINE;
+        }
+    };
+    let settings = match Settings::load(args.get("config").map(std::path::Path::new)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("  {e}");
+            return ECMD_FAILED;
+        }
+    };
+    let mut devices: Vec<PathBuf> =
+        args.all("devices").iter().flat_map(|d| d.split(',')).filter(|d| !d.is_empty()).map(PathBuf::from).collect();
+    if devices.is_empty() {
+        devices = settings.devices;
+    }
+    if cmd.scans_args {
+        for p in &args.pos {
+            let p = PathBuf::from(p);
+            if p.is_absolute() && !devices.contains(&p) {
+                devices.push(p);
+            }
+        }
+    }
+    let activator: Box<dyn Activator> = if driver { Box::new(Unavailable::probe()) } else { Box::new(NoDriver) };
+    let description = format!("Write from lvtool {}.", argv.join(" "));
+    let session = Session::new(devices, activator, Box::new(NoLocks), description);
+    let mut ctx = Ctx { cmd: cmd.name.to_string(), args, session, units: Units::default(), partial_failure: false };
+    let result = (cmd.run)(&mut ctx);
+    ctx.session.finish();
+    match result {
+        Ok(()) if ctx.partial_failure => ECMD_FAILED,
+        Ok(()) => ECMD_PROCESSED,
+        Err(Fail::Usage(m)) => {
+            eprintln!("  {m}");
+            eprintln!("  Run `{} --help' for more information.", ctx.cmd);
+            EINVALID_CMD_LINE
+        }
+        Err(Fail::Failed(m)) => {
+            eprintln!("  {m}");
+            ECMD_FAILED
+        }
+        Err(Fail::Quiet) => ECMD_FAILED,
+    }
+}
+
+/// Splits `VG/LV` (or `/dev/VG/LV`); a bare name is a VG.
+pub fn split_lv_path(s: &str) -> (String, Option<String>) {
+    let s = s.strip_prefix("/dev/").unwrap_or(s);
+    match s.split_once('/') {
+        Some((vg, lv)) => (vg.to_string(), Some(lv.to_string())),
+        None => (s.to_string(), None),
+    }
+}
+
+/// `--units`, `--nosuffix`.
+pub fn units_from(args: &Args) -> Result<Units, Fail> {
+    let mut u = match args.get("units") {
+        Some(s) => Units::parse(s).ok_or_else(|| Fail::Usage(format!("Invalid argument for --units: {s}")))?,
+        None => Units::default(),
+    };
+    u.suffix = !args.has("nosuffix");
+    Ok(u)
+}

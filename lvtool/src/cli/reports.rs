@@ -1,0 +1,198 @@
+//! pvs, vgs, lvs.
+
+use super::args::{flag, val, Opt};
+use super::pvvg::not_found;
+use super::{split_lv_path, units_from, CmdResult, Ctx, Fail};
+use crate::activate::LvState;
+use crate::report::{self, Obj, Options, PvRow, ReportType, Row, VgInfo};
+use crate::scan::{MdaState, VgRead};
+use crate::session::LockMode;
+
+pub const REPORT: &[Opt] = &[
+    val(Some('o'), "options"),
+    val(Some('O'), "sort"),
+    val(None, "units"),
+    flag(None, "nosuffix"),
+    flag(None, "noheadings"),
+    val(None, "separator"),
+    val(None, "reportformat"),
+    flag(Some('a'), "all"),
+    flag(None, "segments"),
+    flag(None, "shared"),
+    flag(None, "foreign"),
+    flag(None, "aligned"),
+];
+
+/// A VG read for a report, with what the rows need besides the metadata.
+pub(super) struct Loaded {
+    pub read: VgRead,
+    pub paths: Vec<Option<String>>,
+    pub mdas: usize,
+    pub states: Vec<LvState>,
+}
+
+impl Loaded {
+    pub fn info(&self) -> VgInfo<'_> {
+        VgInfo { vg: &self.read.vg, pv_paths: self.paths.clone(), mda_count: self.mdas, states: self.states.clone() }
+    }
+}
+
+/// Reads the named VGs (all when `names` is empty) under sh VG locks, sorted by name.
+pub(super) fn load(ctx: &mut Ctx, names: &[String]) -> Vec<Loaded> {
+    let mut names: Vec<String> = if names.is_empty() {
+        // Listing every VG reads the VG namespace: the global lock in sh (as lvm2).
+        if let Err(e) = ctx.session.lock_gl(LockMode::Sh) {
+            ctx.fail_one(e.into());
+            return vec![];
+        }
+        ctx.session.scan().vg_names()
+    } else {
+        names.to_vec()
+    };
+    names.sort();
+    names.dedup();
+    let mut out = vec![];
+    for n in names {
+        let read = match ctx.session.read_vg(&n, LockMode::Sh) {
+            Ok(r) => r,
+            Err(e) => {
+                ctx.fail_one(not_found(e, &n));
+                continue;
+            }
+        };
+        for d in &read.disagreements {
+            ctx.err(&format!(
+                "WARNING: VG {n}: {} metadata area at {}: {:?}",
+                d.device.display(),
+                d.mda_start,
+                d.problem
+            ));
+        }
+        for m in &read.missing {
+            ctx.err(&format!("WARNING: Couldn't find device with uuid {m}."));
+        }
+        let paths: Vec<Option<String>> =
+            ctx.session.pv_paths(&read).into_iter().map(|p| p.map(|p| p.display().to_string())).collect();
+        let scan = ctx.session.scan();
+        let mdas = read
+            .devices
+            .iter()
+            .flatten()
+            .map(|&i| scan.pvs[i].mdas.iter().filter(|(_, s)| !matches!(s, MdaState::Ignored(_))).count())
+            .sum();
+        let states = read.vg.lvs.iter().map(|l| ctx.session.lv_state(&read.vg, l)).collect();
+        out.push(Loaded { read, paths, mdas, states });
+    }
+    out
+}
+
+fn options(ctx: &Ctx) -> Result<Options, Fail> {
+    let json = match ctx.args.get("reportformat") {
+        None | Some("basic") => false,
+        Some("json") => true,
+        Some(f) => return Err(Fail::Usage(format!("Unknown report format: {f}"))),
+    };
+    Ok(Options {
+        units: units_from(&ctx.args)?,
+        headings: !ctx.args.has("noheadings"),
+        separator: ctx.args.get("separator").map(String::from),
+        json,
+    })
+}
+
+fn fields(ctx: &Ctx, default: &str, t: ReportType) -> Result<Vec<&'static report::Field>, Fail> {
+    // An unknown field is a failed command in lvm2 (exit 5), not a usage error.
+    report::resolve_fields(ctx.args.all("options"), default, t).map_err(Fail::Failed)
+}
+
+pub fn vgs(ctx: &mut Ctx) -> CmdResult {
+    let opts = options(ctx)?;
+    let fields = fields(ctx, report::VGS_DEFAULT, ReportType::Vgs)?;
+    let names = ctx.args.pos.clone();
+    let loaded = load(ctx, &names);
+    let infos: Vec<VgInfo> = loaded.iter().map(Loaded::info).collect();
+    let rows: Vec<Row> = infos.iter().map(|v| Row { vg: Some(v), pv: None, lv: None, seg: None }).collect();
+    print!("{}", report::render(ReportType::Vgs, &fields, &rows, &opts));
+    Ok(())
+}
+
+pub fn lvs(ctx: &mut Ctx) -> CmdResult {
+    let opts = options(ctx)?;
+    let segments = ctx.args.has("segments");
+    let default = if segments { report::SEGS_DEFAULT } else { report::LVS_DEFAULT };
+    let t = if segments { ReportType::Segs } else { ReportType::Lvs };
+    let fields = fields(ctx, default, t)?;
+    let per_seg = segments || fields.iter().any(|f| f.obj == Obj::Seg);
+    let targets: Vec<(String, Option<String>)> = ctx.args.pos.iter().map(|p| split_lv_path(p)).collect();
+    let vg_names: Vec<String> = targets.iter().map(|t| t.0.clone()).collect();
+    let loaded = load(ctx, &vg_names);
+    let infos: Vec<VgInfo> = loaded.iter().map(Loaded::info).collect();
+    let all = ctx.args.has("all");
+    let mut rows = vec![];
+    for v in &infos {
+        let wanted: Vec<&str> = targets.iter().filter(|t| t.0 == v.vg.name).filter_map(|t| t.1.as_deref()).collect();
+        let whole_vg = targets.is_empty() || targets.iter().any(|t| t.0 == v.vg.name && t.1.is_none());
+        let mut lvs: Vec<_> =
+            v.vg.lvs
+                .iter()
+                .filter(|l| if whole_vg { all || l.is_visible() } else { wanted.contains(&l.name.as_str()) })
+                .collect();
+        for w in &wanted {
+            if !v.vg.lvs.iter().any(|l| l.name == *w) {
+                ctx.fail_one(Fail::Failed(format!("Failed to find logical volume \"{}/{w}\"", v.vg.name)));
+            }
+        }
+        lvs.sort_by(|a, b| a.name.cmp(&b.name));
+        for lv in lvs {
+            if per_seg && !lv.segments.is_empty() {
+                for s in &lv.segments {
+                    rows.push(Row { vg: Some(v), pv: None, lv: Some(lv), seg: Some(s) });
+                }
+            } else {
+                rows.push(Row { vg: Some(v), pv: None, lv: Some(lv), seg: None });
+            }
+        }
+    }
+    let t = if per_seg { ReportType::Segs } else { ReportType::Lvs };
+    print!("{}", report::render(t, &fields, &rows, &opts));
+    Ok(())
+}
+
+pub fn pvs(ctx: &mut Ctx) -> CmdResult {
+    let opts = options(ctx)?;
+    let fields = fields(ctx, report::PVS_DEFAULT, ReportType::Pvs)?;
+    let loaded = load(ctx, &[]);
+    let infos: Vec<VgInfo> = loaded.iter().map(Loaded::info).collect();
+    let scan = ctx.session.scan();
+    for (p, e) in &scan.errors {
+        eprintln!("  WARNING: {}: {e}", p.display());
+    }
+    let mut pv_rows: Vec<PvRow> = vec![];
+    for sp in &scan.pvs {
+        let vg = infos.iter().find_map(|v| v.vg.pvs.iter().find(|p| p.id == sp.label.pv_uuid).map(|p| (v, p))).filter(
+            |(v, p)| {
+                let k = v.vg.pvs.iter().position(|x| x.id == p.id).unwrap();
+                v.pv_paths[k].as_deref() == Some(&*sp.path.display().to_string())
+            },
+        );
+        pv_rows.push(PvRow { path: sp.path.display().to_string(), label: Some(&sp.label), dev_size: sp.size, vg });
+    }
+    for v in &infos {
+        for (k, p) in v.vg.pvs.iter().enumerate() {
+            if v.pv_paths[k].is_none() {
+                let dev_size = p.dev_size.unwrap_or(0) * 512;
+                pv_rows.push(PvRow { path: "[unknown]".into(), label: None, dev_size, vg: Some((v, p)) });
+            }
+        }
+    }
+    let wanted: Vec<std::path::PathBuf> =
+        ctx.args.pos.iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.into())).collect();
+    pv_rows.retain(|r| {
+        wanted.is_empty() || wanted.contains(&std::fs::canonicalize(&r.path).unwrap_or_else(|_| r.path.clone().into()))
+    });
+    pv_rows.sort_by(|a, b| a.path.cmp(&b.path));
+    let rows: Vec<Row> =
+        pv_rows.iter().map(|p| Row { vg: p.vg.map(|v| v.0), pv: Some(p), lv: None, seg: None }).collect();
+    print!("{}", report::render(ReportType::Pvs, &fields, &rows, &opts));
+    Ok(())
+}

@@ -1,0 +1,495 @@
+//! Device-mapper activation, as lvm2 does it: one `linear` line per segment, the device named
+//! `vg-lv` (dashes doubled), DM UUID `LVM-<vg uuid><lv uuid>`, `/dev/VG/LV` pointing at it.
+//!
+//! Names, UUIDs and tables are plain functions (tested anywhere); [`Dm`] does the ioctls through
+//! the `devicemapper` crate and needs a kernel with `dm_mod`.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use devicemapper::{DevId, DmError, DmFlags, DmName, DmOptions, DmUuid, DM};
+
+use crate::uuid::Uuid;
+use crate::{Error, Result};
+
+/// Prefix of the DM UUID of every LV lvm2 activates; udev's LVM rules key off it.
+pub const UUID_PREFIX: &str = "LVM-";
+
+/// A block device number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DevNum {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl DevNum {
+    /// The device number of the block device at `path` (symlinks followed).
+    pub fn of_path(path: &Path) -> Result<DevNum> {
+        let md = fs::metadata(path).map_err(|e| Error::io(&path.display().to_string(), "stat", e))?;
+        if !md.file_type().is_block_device() {
+            return Err(Error::Activation(format!("{}: not a block device", path.display())));
+        }
+        Ok(DevNum::from_rdev(md.rdev()))
+    }
+
+    fn from_rdev(rdev: u64) -> DevNum {
+        DevNum { major: libc::major(rdev), minor: libc::minor(rdev) }
+    }
+}
+
+impl fmt::Display for DevNum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.major, self.minor)
+    }
+}
+
+/// One `linear` table line; all numbers in 512-byte sectors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Linear {
+    /// First LV sector this line maps.
+    pub start: u64,
+    pub length: u64,
+    pub dev: DevNum,
+    /// Sector on `dev` where the mapping begins.
+    pub offset: u64,
+}
+
+impl Linear {
+    /// The line for `count` extents of an LV starting at logical extent `le`, stored from physical
+    /// extent `pe` of a PV whose data area starts at sector `pe_start` (lvm2's dev_manager).
+    pub fn extents(le: u64, count: u64, extent_size: u64, dev: DevNum, pe_start: u64, pe: u64) -> Linear {
+        Linear { start: le * extent_size, length: count * extent_size, dev, offset: pe_start + pe * extent_size }
+    }
+
+    /// Parses a line as `dmsetup table` prints it: `START LENGTH linear MAJOR:MINOR OFFSET`.
+    pub fn parse(line: &str) -> Result<Linear> {
+        let bad = |why: &str| Error::Activation(format!("bad linear table line \"{line}\": {why}"));
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [start, length, target, dev, offset] = f[..] else { return Err(bad("expected 5 fields")) };
+        if target != "linear" {
+            return Err(bad("not a linear target"));
+        }
+        let num = |s: &str| s.parse::<u64>().map_err(|_| bad("not a number"));
+        let (major, minor) = dev.split_once(':').ok_or_else(|| bad("device is not MAJOR:MINOR"))?;
+        let dnum = |s: &str| s.parse::<u32>().map_err(|_| bad("device is not MAJOR:MINOR"));
+        Ok(Linear {
+            start: num(start)?,
+            length: num(length)?,
+            dev: DevNum { major: dnum(major)?, minor: dnum(minor)? },
+            offset: num(offset)?,
+        })
+    }
+
+    fn params(&self) -> String {
+        format!("{} {}", self.dev, self.offset)
+    }
+}
+
+impl fmt::Display for Linear {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} linear {} {}", self.start, self.length, self.dev, self.offset)
+    }
+}
+
+/// The table as `dmsetup table NAME` prints it, one line per segment.
+pub fn format_table(table: &[Linear]) -> String {
+    table.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// Size of the device a table makes, in sectors.
+pub fn table_sectors(table: &[Linear]) -> u64 {
+    table.iter().map(|l| l.length).sum()
+}
+
+/// A table the kernel accepts: non-empty, lines in order, no gaps or overlaps, no empty line.
+pub fn check_table(table: &[Linear]) -> Result<()> {
+    if table.is_empty() {
+        return Err(Error::Activation("empty device-mapper table".into()));
+    }
+    let mut next = 0;
+    for l in table {
+        if l.start != next || l.length == 0 {
+            return Err(Error::Activation(format!(
+                "device-mapper table line \"{l}\" does not continue at sector {next} with a non-zero length"
+            )));
+        }
+        next += l.length;
+    }
+    Ok(())
+}
+
+/// lvm2's DM name of LV `lv` in VG `vg`: `-` inside either name is doubled, then joined by `-`.
+pub fn dm_name(vg: &str, lv: &str) -> String {
+    format!("{}-{}", vg.replace('-', "--"), lv.replace('-', "--"))
+}
+
+/// The parts of a DM name, as `dmsetup splitname` gives them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitName {
+    pub vg: String,
+    pub lv: String,
+    /// Sub-device layer (`tmeta`, `_mlog`, ...), empty for a top-level LV.
+    pub layer: String,
+}
+
+/// Splits a DM name at its single dashes (`--` is an escaped `-`); `None` when there is no VG part.
+pub fn split_dm_name(name: &str) -> Option<SplitName> {
+    let mut parts = vec![String::new()];
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '-' if chars.peek() == Some(&'-') => {
+                chars.next();
+                parts.last_mut()?.push('-');
+            }
+            '-' if parts.len() < 3 => parts.push(String::new()),
+            c => parts.last_mut()?.push(c),
+        }
+    }
+    let mut it = parts.into_iter();
+    let (vg, lv, layer) = (it.next()?, it.next().unwrap_or_default(), it.next().unwrap_or_default());
+    (!vg.is_empty()).then_some(SplitName { vg, lv, layer })
+}
+
+/// lvm2's DM UUID of an LV: `LVM-` and both 32-character ids without dashes.
+pub fn dm_uuid(vg: &Uuid, lv: &Uuid) -> String {
+    format!("{UUID_PREFIX}{}{}", vg.bare(), lv.bare())
+}
+
+/// The VG and LV ids (32 characters each) of an LVM DM UUID; `None` for other devices and for
+/// sub-devices (a `-layer` suffix).
+pub fn split_dm_uuid(uuid: &str) -> Option<(&str, &str)> {
+    let ids = uuid.strip_prefix(UUID_PREFIX)?;
+    (ids.len() == 64 && ids.is_ascii() && !ids.contains('-')).then(|| ids.split_at(32))
+}
+
+/// What the kernel says about one DM device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DmDevice {
+    pub name: String,
+    /// Empty when the device has none.
+    pub uuid: String,
+    pub dev: DevNum,
+    /// How many openers the device has (mounted, opened by a process, stacked under another device).
+    pub open_count: i32,
+    pub suspended: bool,
+    /// A table is live (the device maps something).
+    pub live_table: bool,
+    /// A table is loaded but not yet live (a reload interrupted before resume).
+    pub inactive_table: bool,
+}
+
+/// A handle on the kernel's device-mapper.
+pub struct Dm {
+    dm: DM,
+}
+
+/// Turns a crate error into ours, keeping only the errno of a failed ioctl (its Display dumps
+/// both ioctl headers).
+fn dm_error(what: &str, e: DmError) -> Error {
+    match errno_of(&e) {
+        Some(code) => Error::Activation(format!("{what}: {}", io::Error::from_raw_os_error(code))),
+        None => Error::Activation(format!("{what}: {e}")),
+    }
+}
+
+fn errno_of(e: &DmError) -> Option<i32> {
+    match e {
+        DmError::Core(devicemapper::errors::Error::Ioctl(_, _, _, errno)) => Some(**errno as i32),
+        _ => None,
+    }
+}
+
+fn name_arg(name: &str) -> Result<&DmName> {
+    DmName::new(name).map_err(|_| Error::InvalidName {
+        name: name.to_string(),
+        reason: "not a valid device-mapper name (empty, too long or with '/')",
+    })
+}
+
+impl Dm {
+    /// Opens `/dev/mapper/control` and checks that the kernel answers.
+    pub fn open() -> Result<Dm> {
+        let unavailable = |e: &dyn fmt::Display| {
+            Error::Activation(format!("device-mapper is not available (is dm_mod loaded?): {e}"))
+        };
+        let dm = DM::new().map_err(|e| unavailable(&e))?;
+        dm.version().map_err(|e| match errno_of(&e) {
+            Some(code) => unavailable(&io::Error::from_raw_os_error(code)),
+            None => unavailable(&e),
+        })?;
+        Ok(Dm { dm })
+    }
+
+    /// The kernel's DM ioctl interface version.
+    pub fn version(&self) -> Result<(u32, u32, u32)> {
+        self.dm.version().map_err(|e| dm_error("device-mapper version", e))
+    }
+
+    /// The device named `name`, or `None` when there is none.
+    pub fn info(&self, name: &str) -> Result<Option<DmDevice>> {
+        match self.dm.device_info(&DevId::Name(name_arg(name)?)) {
+            Ok(i) => {
+                let flags = i.flags();
+                Ok(Some(DmDevice {
+                    name: i.name().map(|n| n.to_string()).unwrap_or_else(|| name.to_string()),
+                    uuid: i.uuid().map(|u| u.to_string()).unwrap_or_default(),
+                    dev: DevNum { major: i.device().major, minor: i.device().minor },
+                    open_count: i.open_count(),
+                    suspended: flags.contains(DmFlags::DM_SUSPEND),
+                    live_table: flags.contains(DmFlags::DM_ACTIVE_PRESENT),
+                    inactive_table: flags.contains(DmFlags::DM_INACTIVE_PRESENT),
+                }))
+            }
+            Err(e) if errno_of(&e) == Some(libc::ENXIO) => Ok(None),
+            Err(e) => Err(dm_error(&format!("device-mapper info {name}"), e)),
+        }
+    }
+
+    /// The live table of `name`; an error when it has other targets than `linear`.
+    pub fn table(&self, name: &str) -> Result<Vec<Linear>> {
+        let opts = DmOptions::default().set_flags(DmFlags::DM_STATUS_TABLE);
+        let (_, lines) = self
+            .dm
+            .table_status(&DevId::Name(name_arg(name)?), opts)
+            .map_err(|e| dm_error(&format!("device-mapper table {name}"), e))?;
+        lines
+            .iter()
+            .map(|(start, length, target, params)| Linear::parse(&format!("{start} {length} {target} {params}")))
+            .collect()
+    }
+
+    /// Every DM device whose UUID starts with `LVM-` (LVs activated by lvm2 or by us).
+    pub fn list_lvm(&self) -> Result<Vec<DmDevice>> {
+        let all = self.dm.list_devices().map_err(|e| dm_error("device-mapper list", e))?;
+        let mut out = vec![];
+        for (name, _, _) in all {
+            // A device can vanish between the list and the query: skip it.
+            if let Some(d) = self.info(&name.to_string())? {
+                if d.uuid.starts_with(UUID_PREFIX) {
+                    out.push(d);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Creates and resumes the device of LV `vg/lv` with DM UUID `uuid` (see [`dm_uuid`]), then makes
+    /// sure `/dev/mapper/NAME` and `/dev/VG/LV` exist (made here when udev does not).
+    pub fn create(&self, vg: &str, lv: &str, uuid: &str, table: &[Linear]) -> Result<DmDevice> {
+        check_table(table)?;
+        let name = dm_name(vg, lv);
+        let dm_name_arg = name_arg(&name)?;
+        let uuid_arg = DmUuid::new(uuid)
+            .map_err(|_| Error::InvalidUuid { text: uuid.to_string(), reason: "not a valid device-mapper UUID" })?;
+        let id = DevId::Name(dm_name_arg);
+        self.dm
+            .device_create(dm_name_arg, Some(uuid_arg), DmOptions::default())
+            .map_err(|e| dm_error(&format!("create device-mapper device {name}"), e))?;
+        let loaded = self
+            .dm
+            .table_load(&id, &targets(table), DmOptions::default())
+            .map_err(|e| dm_error(&format!("load table of {name}"), e))
+            .and_then(|_| {
+                self.dm.device_suspend(&id, DmOptions::default()).map_err(|e| dm_error(&format!("resume {name}"), e))
+            });
+        if let Err(e) = loaded {
+            // Leave nothing half-made behind: a device without a table only confuses later runs.
+            let _ = self.dm.device_remove(&id, DmOptions::default());
+            return Err(e);
+        }
+        let info = self.info(&name)?.ok_or_else(|| Error::Activation(format!("{name} vanished after creation")))?;
+        ensure_links(vg, lv, &name, info.dev)?;
+        Ok(info)
+    }
+
+    /// Replaces the table of `name` (for `--refresh` after a resize): load into the inactive slot,
+    /// suspend, resume. A failed load leaves the live table untouched.
+    pub fn reload(&self, name: &str, table: &[Linear]) -> Result<DmDevice> {
+        check_table(table)?;
+        let id = DevId::Name(name_arg(name)?);
+        self.dm
+            .table_load(&id, &targets(table), DmOptions::default())
+            .map_err(|e| dm_error(&format!("load new table of {name}"), e))?;
+        let suspend = DmOptions::default().set_flags(DmFlags::DM_SUSPEND);
+        if let Err(e) = self.dm.device_suspend(&id, suspend) {
+            let _ = self.dm.table_clear(&id);
+            return Err(dm_error(&format!("suspend {name}"), e));
+        }
+        self.dm.device_suspend(&id, DmOptions::default()).map_err(|e| dm_error(&format!("resume {name}"), e))?;
+        self.info(name)?.ok_or_else(|| Error::Activation(format!("{name} vanished during reload")))
+    }
+
+    /// Removes the device `name` and the links made for it. Fails while it is open.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let Some(info) = self.info(name)? else {
+            return Err(Error::Activation(format!("device-mapper device {name} does not exist")));
+        };
+        if let Err(e) = self.dm.device_remove(&DevId::Name(name_arg(name)?), DmOptions::default()) {
+            if errno_of(&e) == Some(libc::EBUSY) {
+                let open = self.info(name)?.map_or(info.open_count, |i| i.open_count);
+                return Err(Error::Activation(format!("device {name} is in use (open count {open}), not removed")));
+            }
+            return Err(dm_error(&format!("remove {name}"), e));
+        }
+        remove_links(name, info.dev)
+    }
+}
+
+fn targets(table: &[Linear]) -> Vec<(u64, u64, String, String)> {
+    table.iter().map(|l| (l.start, l.length, "linear".to_string(), l.params())).collect()
+}
+
+/// The node devtmpfs makes for every DM device; udev's links point at it too.
+fn dm_node(dev: DevNum) -> PathBuf {
+    PathBuf::from(format!("/dev/dm-{}", dev.minor))
+}
+
+fn udev_running() -> bool {
+    Path::new("/run/udev/control").exists()
+}
+
+/// Where `/dev/VG/LV` is, when `name` is a top-level LVM device name.
+fn lv_link(name: &str) -> Option<PathBuf> {
+    let s = split_dm_name(name).filter(|s| s.layer.is_empty() && !s.lv.is_empty())?;
+    Some(Path::new("/dev").join(s.vg).join(s.lv))
+}
+
+/// Makes `/dev/mapper/NAME` and `/dev/VG/LV` as udev's DM and LVM rules would (symlinks to
+/// `../dm-N`), unless they already exist (udev ran first: with it running, the crate waited for
+/// its rules on resume).
+fn ensure_links(vg: &str, lv: &str, name: &str, dev: DevNum) -> Result<()> {
+    let node = dm_node(dev);
+    if !node.exists() {
+        // Without devtmpfs there is nothing to link to; udev then owns /dev entirely.
+        return if udev_running() {
+            Ok(())
+        } else {
+            Err(Error::Activation(format!("{} missing: is devtmpfs mounted on /dev?", node.display())))
+        };
+    }
+    let target = Path::new("..").join(node.file_name().expect("dm-N"));
+    let mapper = Path::new("/dev/mapper").join(name);
+    link_if_missing(&target, &mapper)?;
+    let vg_dir = Path::new("/dev").join(vg);
+    fs::create_dir_all(&vg_dir).map_err(|e| Error::io(&vg_dir.display().to_string(), "mkdir", e))?;
+    link_if_missing(&target, &vg_dir.join(lv))
+}
+
+fn link_if_missing(target: &Path, link: &Path) -> Result<()> {
+    if link.exists() {
+        return Ok(());
+    }
+    // A dangling link left by a device that was removed without us.
+    let _ = fs::remove_file(link);
+    match std::os::unix::fs::symlink(target, link) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(Error::io(&link.display().to_string(), "symlink", e)),
+        _ => Ok(()),
+    }
+}
+
+/// Removes what [`ensure_links`] made, if udev has not already. Only entries that still lead to
+/// the removed device's node (or nowhere) are touched.
+fn remove_links(name: &str, dev: DevNum) -> Result<()> {
+    let node = dm_node(dev);
+    let ours = |p: &Path| match fs::read_link(p) {
+        Ok(t) => t.file_name() == node.file_name() || !p.exists(),
+        Err(_) => false,
+    };
+    let mut links = vec![Path::new("/dev/mapper").join(name)];
+    links.extend(lv_link(name));
+    for l in &links {
+        if ours(l) {
+            fs::remove_file(l).map_err(|e| Error::io(&l.display().to_string(), "unlink", e))?;
+        }
+    }
+    if let Some(dir) = links.get(1).and_then(|l| l.parent()) {
+        // Like lvm2: the VG directory goes when its last LV link does; fails harmlessly otherwise.
+        let _ = fs::remove_dir(dir);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEV: DevNum = DevNum { major: 254, minor: 0 };
+
+    #[test]
+    fn names_double_dashes() {
+        assert_eq!(dm_name("vg1", "lv1"), "vg1-lv1");
+        assert_eq!(dm_name("rust-vg", "data-1"), "rust--vg-data--1");
+        assert_eq!(dm_name("a--b", "c-"), "a----b-c--");
+    }
+
+    #[test]
+    fn split_name_inverts_dm_name() {
+        for (vg, lv) in [("vg1", "lv1"), ("rust-vg", "data-1"), ("a--b", "c-"), ("x-", "y"), ("v_g+.", "l.v_")] {
+            let s = split_dm_name(&dm_name(vg, lv)).unwrap();
+            assert_eq!((s.vg.as_str(), s.lv.as_str(), s.layer.as_str()), (vg, lv, ""), "{vg}/{lv}");
+        }
+        let s = split_dm_name("vg-pool-tpool").unwrap();
+        assert_eq!((s.vg.as_str(), s.lv.as_str(), s.layer.as_str()), ("vg", "pool", "tpool"));
+        let s = split_dm_name("plain").unwrap();
+        assert_eq!((s.vg.as_str(), s.lv.as_str()), ("plain", ""));
+        assert_eq!(split_dm_name("-lv"), None);
+        assert_eq!(lv_link("rust--vg-data--1"), Some(PathBuf::from("/dev/rust-vg/data-1")));
+        assert_eq!(lv_link("vg-pool-tpool"), None);
+        assert_eq!(lv_link("plain"), None);
+    }
+
+    #[test]
+    fn uuid_is_prefix_and_bare_ids() {
+        let vg = Uuid::parse("U0TsMr-HeRj-Zx8D-heeL-Dgpt-sDtV-bpI5lW").unwrap();
+        let lv = Uuid::parse("abcdef-ghij-klmn-opqr-stuv-wxyz-ABCDEF").unwrap();
+        let u = dm_uuid(&vg, &lv);
+        assert_eq!(u, "LVM-U0TsMrHeRjZx8DheeLDgptsDtVbpI5lWabcdefghijklmnopqrstuvwxyzABCDEF");
+        assert_eq!(split_dm_uuid(&u), Some(("U0TsMrHeRjZx8DheeLDgptsDtVbpI5lW", "abcdefghijklmnopqrstuvwxyzABCDEF")));
+        assert_eq!(split_dm_uuid(&format!("{u}-tpool")), None);
+        assert_eq!(split_dm_uuid("CRYPT-LUKS2-0123"), None);
+    }
+
+    #[test]
+    fn extents_match_worked_example() {
+        // lvm2-and-lvmlockd.md §3: 4 extents at PE 64 then 1 at PE 72, pe_start 2048, extent 8192.
+        let t = [Linear::extents(0, 4, 8192, DEV, 2048, 64), Linear::extents(4, 1, 8192, DEV, 2048, 72)];
+        assert_eq!(format_table(&t), "0 32768 linear 254:0 526336\n32768 8192 linear 254:0 591872\n");
+        assert_eq!(table_sectors(&t), 40960);
+        check_table(&t).unwrap();
+        let lvmlock = [Linear::extents(0, 64, 8192, DevNum { major: 8, minor: 16 }, 2048, 0)];
+        assert_eq!(format_table(&lvmlock), "0 524288 linear 8:16 2048\n");
+    }
+
+    #[test]
+    fn parse_round_trips() {
+        let l = Linear { start: 32768, length: 8192, dev: DevNum { major: 259, minor: 1048575 }, offset: 591872 };
+        assert_eq!(Linear::parse(&l.to_string()).unwrap(), l);
+        assert_eq!(Linear::parse("  0   8 linear  8:0   0 ").unwrap().length, 8);
+        for bad in ["0 8 striped 1 8 8:0 0", "0 8 linear /dev/sda 0", "0 8 linear 8:0", "0 x linear 8:0 0", ""] {
+            assert!(Linear::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tables_must_be_contiguous() {
+        let a = Linear::extents(0, 1, 8, DEV, 0, 0);
+        assert!(check_table(&[]).is_err());
+        assert!(check_table(&[Linear::extents(1, 1, 8, DEV, 0, 0)]).is_err());
+        assert!(check_table(&[a.clone(), Linear::extents(2, 1, 8, DEV, 0, 5)]).is_err());
+        assert!(check_table(&[a.clone(), Linear::extents(0, 1, 8, DEV, 0, 5)]).is_err());
+        assert!(check_table(&[a.clone(), Linear { length: 0, ..Linear::extents(1, 1, 8, DEV, 0, 5) }]).is_err());
+        check_table(&[a, Linear::extents(1, 3, 8, DEV, 0, 9)]).unwrap();
+    }
+
+    #[test]
+    fn devnum_of_non_block_is_an_error() {
+        assert!(DevNum::of_path(Path::new("/")).is_err());
+        assert!(DevNum::of_path(Path::new("/nonexistent/dev")).is_err());
+        assert_eq!(DevNum::from_rdev(libc::makedev(259, 1048575)), DevNum { major: 259, minor: 1048575 });
+    }
+}

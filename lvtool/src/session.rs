@@ -1,0 +1,346 @@
+//! The one place every command goes through to read or change a VG and to activate an LV.
+//! Locks are taken here, in the modes lvmlockd uses (DESIGN.md lock table): the global lock
+//! before anything that changes the set of VGs or orphan PVs, the VG lock before reading a
+//! VG's metadata (ex to change it, sh to report it), an LV lock before activating (kept after
+//! the command exits) and after deactivating (released). Today the [`Locker`] is [`NoLocks`];
+//! lockd's client plugs in here later without touching the commands.
+
+use std::path::{Path, PathBuf};
+
+use crate::activate::{ActivationMode, Activator, LvState};
+use crate::commit::{commit_to, PvTarget};
+use crate::device::FileDevice;
+use crate::error::{Error, Result};
+use crate::lockarea::{self, LockArea};
+use crate::pvformat;
+use crate::scan::{MdaState, Scan, TargetSpec, VgRead};
+use crate::vg::{Lv, TextHeader, Vg};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockMode {
+    Ex,
+    Sh,
+    Un,
+}
+
+/// Lock requests, in lvmlockd's vocabulary.
+pub trait Locker {
+    fn lock_gl(&mut self, mode: LockMode) -> Result<()>;
+    /// Taken before the VG's metadata is read; `Un` at the end of the command.
+    fn lock_vg(&mut self, vg: &str, mode: LockMode) -> Result<()>;
+    /// `persistent`: the lock outlives the command (activation).
+    fn lock_lv(&mut self, vg: &Vg, lv: &Lv, mode: LockMode, persistent: bool) -> Result<()>;
+    /// After a commit: others learn that their cached metadata is stale (VG lock value block).
+    fn vg_updated(&mut self, vg: &Vg) -> Result<()>;
+}
+
+/// No lock manager: every request succeeds (local VGs, and shared VGs until lockd exists).
+#[derive(Debug, Default)]
+pub struct NoLocks;
+
+impl Locker for NoLocks {
+    fn lock_gl(&mut self, _: LockMode) -> Result<()> {
+        Ok(())
+    }
+    fn lock_vg(&mut self, _: &str, _: LockMode) -> Result<()> {
+        Ok(())
+    }
+    fn lock_lv(&mut self, _: &Vg, _: &Lv, _: LockMode, _: bool) -> Result<()> {
+        Ok(())
+    }
+    fn vg_updated(&mut self, _: &Vg) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A change to one VG: the version read under an ex VG lock and the next version being built.
+pub struct VgTxn {
+    pub read: VgRead,
+    /// The new version; its seqno is already one more than the one read.
+    pub vg: Vg,
+    /// Scan indexes of orphan PVs that join the VG with this change.
+    pub joining: Vec<usize>,
+    /// Scan indexes of PVs that leave the VG (made orphans after the commit).
+    pub leaving: Vec<usize>,
+}
+
+pub struct Session {
+    devices: Vec<PathBuf>,
+    scan: Option<Scan>,
+    activator: Box<dyn Activator>,
+    locker: Box<dyn Locker>,
+    /// The `description` recorded with each metadata write (lvm2: "Write from <command>.").
+    description: String,
+    /// VG locks held, released at the end of the command.
+    vg_locks: Vec<String>,
+}
+
+impl Session {
+    pub fn new(
+        devices: Vec<PathBuf>,
+        activator: Box<dyn Activator>,
+        locker: Box<dyn Locker>,
+        description: String,
+    ) -> Session {
+        Session { devices, scan: None, activator, locker, description, vg_locks: vec![] }
+    }
+
+    pub fn devices(&self) -> &[PathBuf] {
+        &self.devices
+    }
+
+    /// The devices as scanned since the last change (scanned once per command otherwise).
+    pub fn scan(&mut self) -> &Scan {
+        let devices = &self.devices;
+        self.scan.get_or_insert_with(|| Scan::devices(devices))
+    }
+
+    /// Forgets the scan: the next read sees the devices as they are now.
+    pub fn rescan(&mut self) {
+        self.scan = None;
+    }
+
+    pub fn activator(&self) -> &dyn Activator {
+        &*self.activator
+    }
+
+    pub fn lock_gl(&mut self, mode: LockMode) -> Result<()> {
+        self.locker.lock_gl(mode)?;
+        // Orphans and VG names may have changed before we got the lock.
+        self.rescan();
+        Ok(())
+    }
+
+    fn lock_vg(&mut self, vg: &str, mode: LockMode) -> Result<()> {
+        self.locker.lock_vg(vg, mode)?;
+        if !self.vg_locks.iter().any(|v| v == vg) {
+            self.vg_locks.push(vg.to_string());
+        }
+        Ok(())
+    }
+
+    /// Reads a VG under a VG lock in `mode`.
+    pub fn read_vg(&mut self, name: &str, mode: LockMode) -> Result<VgRead> {
+        self.lock_vg(name, mode)?;
+        self.scan().read_vg(name)
+    }
+
+    /// Starts a change of `name`: ex VG lock, fresh read, refuses what must not be written.
+    pub fn begin(&mut self, name: &str) -> Result<VgTxn> {
+        self.lock_vg(name, LockMode::Ex)?;
+        self.rescan();
+        let read = self.scan().read_vg(name)?;
+        read.check_writable()?;
+        let mut vg = read.vg.clone();
+        vg.seqno = vg.seqno.wrapping_add(1);
+        Ok(VgTxn { read, vg, joining: vec![], leaving: vec![] })
+    }
+
+    fn header(&self) -> TextHeader {
+        TextHeader::now(&self.description)
+    }
+
+    fn orphan_target(&mut self, idx: usize) -> Result<TargetSpec> {
+        let pv = &self.scan().pvs[idx];
+        let mut mdas = vec![];
+        for (a, s) in &pv.mdas {
+            match s {
+                MdaState::Empty(_) => mdas.push((*a, None)),
+                MdaState::Ignored(_) => {}
+                MdaState::Copy(c) => {
+                    return Err(Error::Invalid(format!(
+                        "Physical volume \"{}\" is already in volume group \"{}\"",
+                        pv.path.display(),
+                        c.vg_name
+                    )))
+                }
+                MdaState::Bad(e) => return Err(Error::Invalid(format!("{}: {e}", pv.path.display()))),
+            }
+        }
+        Ok(TargetSpec { path: pv.path.clone(), mdas })
+    }
+
+    fn write(&mut self, specs: Vec<TargetSpec>, vg: &Vg) -> Result<()> {
+        let header = self.header();
+        let mut targets = vec![];
+        for t in specs {
+            targets.push(PvTarget { dev: Box::new(FileDevice::open(&t.path, true)?), mdas: t.mdas });
+        }
+        commit_to(&mut targets, vg, &header)
+    }
+
+    /// Writes the new version to every metadata area of the VG (joining PVs included), then
+    /// marks joining PVs used and makes leaving PVs orphans.
+    pub fn commit(&mut self, txn: VgTxn) -> Result<Vg> {
+        let VgTxn { read, vg, joining, leaving } = txn;
+        read.check_writable()?;
+        if vg.seqno != read.vg.seqno.wrapping_add(1) || vg.id != read.vg.id {
+            return Err(Error::Invalid("internal: new VG version must follow the one read".into()));
+        }
+        let leaving_paths: Vec<PathBuf> = leaving.iter().map(|&i| self.scan().pvs[i].path.clone()).collect();
+        let mut specs: Vec<TargetSpec> = read.targets(self.scan());
+        specs.retain(|t| !leaving_paths.contains(&t.path));
+        for &i in &joining {
+            specs.push(self.orphan_target(i)?);
+        }
+        self.write(specs, &vg)?;
+        for &i in &joining {
+            let (path, label) = self.pv_label(i);
+            pvformat::set_used(&mut FileDevice::open(&path, true)?, &label, true)?;
+        }
+        for &i in &leaving {
+            let (path, label) = self.pv_label(i);
+            pvformat::orphan(&mut FileDevice::open(&path, true)?, &label)?;
+        }
+        self.locker.vg_updated(&vg)?;
+        self.rescan();
+        Ok(vg)
+    }
+
+    fn pv_label(&mut self, idx: usize) -> (PathBuf, crate::label::Label) {
+        let pv = &self.scan().pvs[idx];
+        (pv.path.clone(), pv.label.clone())
+    }
+
+    /// Writes a brand-new VG to orphan PVs (`pvs` are scan indexes, in `vg.pvs` order) and
+    /// marks them used. The caller holds the global lock.
+    pub fn create_vg(&mut self, vg: &Vg, pvs: &[usize]) -> Result<()> {
+        self.lock_vg(&vg.name, LockMode::Ex)?;
+        let specs = pvs.iter().map(|&i| self.orphan_target(i)).collect::<Result<Vec<_>>>()?;
+        self.write(specs, vg)?;
+        for &i in pvs {
+            let (path, label) = self.pv_label(i);
+            pvformat::set_used(&mut FileDevice::open(&path, true)?, &label, true)?;
+        }
+        self.rescan();
+        Ok(())
+    }
+
+    /// Removes a VG read under an ex lock: every PV becomes an orphan.
+    pub fn remove_vg(&mut self, read: &VgRead) -> Result<()> {
+        read.check_writable()?;
+        for &i in read.devices.iter().flatten() {
+            let (path, label) = self.pv_label(i);
+            pvformat::orphan(&mut FileDevice::open(&path, true)?, &label)?;
+        }
+        self.rescan();
+        Ok(())
+    }
+
+    /// Device path of each PV of a VG read in this session (None: missing).
+    pub fn pv_paths(&mut self, read: &VgRead) -> Vec<Option<PathBuf>> {
+        let scan = self.scan();
+        read.devices.iter().map(|d| d.map(|i| scan.pvs[i].path.clone())).collect()
+    }
+
+    /// The lease area of a shared VG. `geometry`: known (vgcreate) or read from the lockspace.
+    pub fn lock_area(&mut self, read: &VgRead, vg: &Vg, geometry: Option<lease::ondisk::Geometry>) -> Result<LockArea> {
+        let paths = self.pv_paths(read);
+        // PVs joining in this change are not in `read`; find them by UUID.
+        let scan_paths: Vec<(crate::uuid::Uuid, PathBuf)> =
+            self.scan().pvs.iter().map(|p| (p.label.pv_uuid, p.path.clone())).collect();
+        let lookup = |i: usize| -> Option<PathBuf> {
+            let id = vg.pvs[i].id;
+            read.vg
+                .pvs
+                .iter()
+                .position(|p| p.id == id)
+                .and_then(|j| paths[j].clone())
+                .or_else(|| scan_paths.iter().find(|(u, _)| *u == id).map(|(_, p)| p.clone()))
+        };
+        let g = geometry.unwrap_or(lease::ondisk::Geometry::DEFAULT_512);
+        let mut area = LockArea::new(vg, &lookup, g)?;
+        if geometry.is_none() {
+            area.geometry = area.read_geometry()?;
+        }
+        Ok(area)
+    }
+
+    /// Whether a shared VG other than `except` holds the enabled global lock (lvmlockd enables
+    /// the GL only in the first sanlock VG).
+    pub fn other_gl_enabled(&mut self, except: &str) -> bool {
+        let names = self.scan().vg_names();
+        for n in names.iter().filter(|n| n.as_str() != except) {
+            let Ok(r) = self.scan().read_vg(n) else { continue };
+            if r.vg.lock_type.as_deref() != Some(lockarea::LOCK_TYPE) {
+                continue;
+            }
+            let vg = r.vg.clone();
+            if let Ok(area) = self.lock_area(&r, &vg, None) {
+                if matches!(area.gl_name(), Ok(lockarea::Slot::Named(n)) if n == lockarea::R_NAME_GL) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    pub fn lv_state(&self, vg: &Vg, lv: &Lv) -> LvState {
+        self.activator.state(vg, lv)
+    }
+
+    /// Activates an LV: LV lock (ex, or sh for `-asy`; kept after we exit), then the device.
+    pub fn activate(&mut self, vg: &Vg, lv: &Lv, mode: ActivationMode) -> Result<()> {
+        lv_activatable(vg, lv)?;
+        let lock = if mode == ActivationMode::Shared { LockMode::Sh } else { LockMode::Ex };
+        self.locker.lock_lv(vg, lv, lock, true)?;
+        if let Err(e) = self.activator.activate(vg, lv, mode) {
+            let _ = self.locker.lock_lv(vg, lv, LockMode::Un, true);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Deactivates an LV, then releases its LV lock.
+    pub fn deactivate(&mut self, vg: &Vg, lv: &Lv) -> Result<()> {
+        lv_activatable(vg, lv)?;
+        self.activator.deactivate(vg, lv)?;
+        self.locker.lock_lv(vg, lv, LockMode::Un, true)
+    }
+
+    /// Reloads an active LV's table from the metadata (no LV lock, as lvm2).
+    pub fn refresh(&mut self, vg: &Vg, lv: &Lv) -> Result<()> {
+        lv_activatable(vg, lv)?;
+        self.activator.refresh(vg, lv)
+    }
+
+    /// An LV lock for a metadata change (lvextend/lvremove: ex; released after).
+    pub fn lock_lv(&mut self, vg: &Vg, lv: &Lv, mode: LockMode) -> Result<()> {
+        self.locker.lock_lv(vg, lv, mode, false)
+    }
+
+    /// Releases the VG locks of this command.
+    pub fn finish(&mut self) {
+        for vg in std::mem::take(&mut self.vg_locks) {
+            let _ = self.locker.lock_vg(&vg, LockMode::Un);
+        }
+    }
+
+    /// Opens the device of a scanned PV.
+    pub fn open_pv(&mut self, idx: usize, writable: bool) -> Result<FileDevice> {
+        let path = self.scan().pvs[idx].path.clone();
+        FileDevice::open(&path, writable)
+    }
+
+    /// Index in the scan of the device `path` names (resolving symlinks).
+    pub fn find_device(&mut self, path: &Path) -> Option<usize> {
+        let want = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        self.scan().pvs.iter().position(|p| std::fs::canonicalize(&p.path).unwrap_or_else(|_| p.path.clone()) == want)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Only plain LVs are ever activated by lvtool.
+fn lv_activatable(vg: &Vg, lv: &Lv) -> Result<()> {
+    match &lv.support {
+        crate::vg::Support::Supported => Ok(()),
+        crate::vg::Support::Unsupported(r) => {
+            Err(Error::UnsupportedLv { vg: vg.name.clone(), lv: lv.name.clone(), reason: r.clone() })
+        }
+    }
+}
