@@ -111,6 +111,11 @@ impl Timeouts {
             _ => 1,
         })
     }
+    /// wdmd's test interval once it has stopped petting: short, so a client that clears or
+    /// extends its expiry gets the device petted again well before it fires (sanlock: 1 s).
+    pub fn wdmd_recover_test_interval(self) -> Duration {
+        secs(1).min(self.wdmd_test_interval())
+    }
     /// The latest moment at which wdmd still pets for a client whose expiry is `expiry`: it
     /// closes the device (armed) one test interval before the expiry.
     pub fn wdmd_last_pet(self, expiry: Duration) -> Duration {
@@ -119,6 +124,17 @@ impl Timeouts {
     /// The latest moment the watchdog fires when the last pet was at `last_pet`.
     pub fn watchdog_reset_by(self, last_pet: Duration) -> Duration {
         last_pet + secs(self.watchdog_fire)
+    }
+    /// After a failed renewal attempt, the next one starts this much later (sanlock: 0.5–1 s):
+    /// soon enough for several tries before 8N, without spinning on a dead disk.
+    pub fn renewal_retry(self) -> Duration {
+        secs(1).min(self.renewal_interval())
+    }
+    /// How long a command's GL or VG lock request keeps retrying a lock another command holds
+    /// (lvmlockd retries briefly, then fails). A holder that renews its lockspace finishes its
+    /// command well within it; one that died holds the lock until host_dead.
+    pub fn command_lock_wait(self) -> Duration {
+        self.renewal_interval()
     }
     /// How long the kill path gets before SIGKILL-level measures (sanlock's kill_grace_seconds).
     pub fn kill_grace(self) -> Duration {
@@ -171,6 +187,25 @@ mod tests {
         let peer = t.for_peer(5);
         assert_eq!(peer.host_dead().as_secs(), 100, "peer's own N, global W");
         assert_eq!(t.for_peer(0), t);
+    }
+
+    #[test]
+    fn wdmd_recovery_tests_are_frequent() {
+        for w in [1, 5, 9, 10, 29, 30, 59, 60, 120] {
+            let t = Timeouts::new(10, w).unwrap();
+            assert_eq!(t.wdmd_recover_test_interval(), Duration::from_secs(1));
+            assert!(t.wdmd_recover_test_interval() <= t.wdmd_test_interval());
+        }
+    }
+
+    #[test]
+    fn lockd_retry_timings() {
+        for n in [1, 2, 10, 60] {
+            let t = Timeouts::new(n, 60).unwrap();
+            assert!(t.renewal_retry() <= t.renewal_interval());
+            assert!(t.renewal_fail() >= t.renewal_interval() + 3 * t.renewal_retry(), "several retries before 8N");
+            assert!(t.command_lock_wait() < t.renewal_fail());
+        }
     }
 
     #[test]

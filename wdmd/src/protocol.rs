@@ -1,0 +1,265 @@
+//! The client ↔ wdmd protocol, defined once for the daemon and [`crate::client`].
+//!
+//! Framing: a 4-byte big-endian length, then that many bytes of JSON. JSON because the traffic
+//! is a few small messages per lockspace per renewal interval, so size and speed do not matter,
+//! while `socat`-readable messages and serde's tolerance of added fields do. The length prefix
+//! lets the daemon reject an oversized frame before reading it.
+//!
+//! Times are CLOCK_MONOTONIC of this host in milliseconds (the clock lockd's renewals use), so
+//! an expiry compares directly with wdmd's own clock. An expiry of 0 means "no expiry".
+
+use std::io::{self, Read, Write};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest frame body either side accepts. Real messages are far below it.
+pub const MAX_FRAME: usize = 64 * 1024;
+/// Longest client name, in bytes (sanlock's WDMD_NAME_SIZE).
+pub const MAX_NAME: usize = 128;
+/// Socket file name inside the run directory.
+pub const SOCKET_NAME: &str = "wdmd.sock";
+/// The default run directory.
+pub const DEFAULT_RUN_DIR: &str = "/run/wdmd";
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Makes this connection the client `name` (lockd: `lockd_<lockspace>:<host_id>`).
+    /// `takeover`: adopt the entry a previous connection of the same name left behind with an
+    /// expiry set (a restarted lockd resuming its lease, or a restarted wdmd); without it such an
+    /// entry is an error, because only a client that can keep that lease alive may own it.
+    /// `fire_timeout_secs`: the W the client's timings assume; a different W in wdmd breaks
+    /// the safety chain, so the registration is refused.
+    Register { name: String, takeover: bool, fire_timeout_secs: u32 },
+    /// After a renewal: the renewal time and the expiry (ms). `expiry_ms == 0` clears the
+    /// expiry: the client no longer needs the host reset.
+    SetExpiry { renewal_ms: u64, expiry_ms: u64 },
+    /// The daemon's state; allowed without registering.
+    Status,
+    /// Drops this connection's client. Refused while its expiry is set: clear it first.
+    Unregister,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Response {
+    Registered { adopted: Option<Times> },
+    Ok,
+    Status(Status),
+    Error { kind: ErrorKind, message: String },
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Not a valid request (bad JSON, unknown op, bad name). The connection stays usable.
+    BadRequest,
+    /// The frame was longer than [`MAX_FRAME`]; the daemon closes the connection.
+    FrameTooLarge,
+    /// The peer is not root (SO_PEERCRED); the daemon closes the connection.
+    PermissionDenied,
+    NotRegistered,
+    AlreadyRegistered,
+    /// Another live connection is this client.
+    NameInUse,
+    /// A disconnected client of this name still has an expiry; register with `takeover`.
+    NameOrphaned,
+    /// Unregister with the expiry still set.
+    ExpirySet,
+    /// The client assumes another watchdog fire timeout than wdmd uses.
+    FireTimeoutMismatch,
+    /// The change applies, but could not be recorded in the run directory, so a wdmd restart
+    /// would forget it.
+    StateNotSaved,
+}
+
+/// A client's last reported times (ms, CLOCK_MONOTONIC).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Times {
+    pub renewal_ms: u64,
+    pub expiry_ms: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The daemon's clock when it answered.
+    pub now_ms: u64,
+    /// The device (path, or the test file with a warning).
+    pub device: String,
+    pub fire_timeout_secs: u32,
+    /// The standard test interval (also how far before an expiry petting stops).
+    pub test_interval_ms: u64,
+    /// The interval in use now: the standard one, or the short one after a failed test.
+    pub current_interval_ms: u64,
+    /// The device is open and being petted; false: closed armed, it will fire.
+    pub petting: bool,
+    pub last_keepalive_ms: Option<u64>,
+    pub last_close_armed_ms: Option<u64>,
+    pub clients: Vec<ClientStatus>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ClientStatus {
+    pub name: String,
+    /// Pid of the connection that registered it (0: restored after a wdmd restart).
+    pub pid: i32,
+    /// False for an entry left behind by a closed connection: it can only expire.
+    pub connected: bool,
+    pub times: Times,
+}
+
+/// Milliseconds of a monotonic instant, rounded down. Rounding an expiry down makes it
+/// earlier, which only makes wdmd stop petting sooner.
+pub fn to_ms(d: Duration) -> u64 {
+    d.as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+pub fn from_ms(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+/// Checks a client name: 1..=MAX_NAME bytes, printable, no whitespace.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(format!("client name must be 1..={MAX_NAME} bytes, got {}", name.len()));
+    }
+    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!("client name {name:?} contains whitespace or control characters"));
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+pub enum FrameError {
+    Io(io::Error),
+    TooLarge(usize),
+    Json(serde_json::Error),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Io(e) => write!(f, "{e}"),
+            FrameError::TooLarge(n) => write!(f, "frame of {n} bytes exceeds the limit of {MAX_FRAME}"),
+            FrameError::Json(e) => write!(f, "malformed message: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+impl From<io::Error> for FrameError {
+    fn from(e: io::Error) -> Self {
+        FrameError::Io(e)
+    }
+}
+
+/// Encodes one frame: length prefix and JSON body.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    let body = serde_json::to_vec(msg).expect("protocol types always serialize");
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> io::Result<()> {
+    w.write_all(&encode(msg))?;
+    w.flush()
+}
+
+/// Reads one frame (blocking). EOF before a complete frame is `UnexpectedEof`.
+pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, FrameError> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    serde_json::from_slice(&body).map_err(FrameError::Json)
+}
+
+/// Splits a byte stream into frame bodies, for the daemon's non-blocking reads.
+#[derive(Default, Debug)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+}
+
+impl FrameDecoder {
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete frame body, if any. An oversized length is reported as soon as its
+    /// prefix arrives, without buffering the body.
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
+        if self.buf.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes(self.buf[..4].try_into().unwrap()) as usize;
+        if len > MAX_FRAME {
+            return Err(FrameError::TooLarge(len));
+        }
+        if self.buf.len() < 4 + len {
+            return Ok(None);
+        }
+        let body = self.buf[4..4 + len].to_vec();
+        self.buf.drain(..4 + len);
+        Ok(Some(body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_through_decoder() {
+        let reqs = [
+            Request::Register { name: "lockd_lvm_vg1:3".into(), takeover: false, fire_timeout_secs: 60 },
+            Request::SetExpiry { renewal_ms: 1000, expiry_ms: 81_000 },
+            Request::Status,
+            Request::Unregister,
+        ];
+        let mut dec = FrameDecoder::default();
+        let bytes: Vec<u8> = reqs.iter().flat_map(encode).collect();
+        // Byte by byte: frames may arrive split anywhere.
+        let mut got = Vec::new();
+        for b in bytes {
+            dec.push(&[b]);
+            while let Some(body) = dec.next_frame().unwrap() {
+                got.push(serde_json::from_slice::<Request>(&body).unwrap());
+            }
+        }
+        assert_eq!(got, reqs);
+    }
+
+    #[test]
+    fn oversized_frame_is_rejected_from_its_prefix() {
+        let mut dec = FrameDecoder::default();
+        dec.push(&((MAX_FRAME as u32) + 1).to_be_bytes());
+        assert!(matches!(dec.next_frame(), Err(FrameError::TooLarge(_))));
+        let mut r = &((MAX_FRAME as u32) + 1).to_be_bytes()[..];
+        assert!(matches!(read_frame::<Request>(&mut r), Err(FrameError::TooLarge(_))));
+    }
+
+    #[test]
+    fn wire_format_is_stable() {
+        let f = encode(&Request::SetExpiry { renewal_ms: 5, expiry_ms: 0 });
+        assert_eq!(&f[4..], br#"{"op":"set_expiry","renewal_ms":5,"expiry_ms":0}"#);
+        assert_eq!(u32::from_be_bytes(f[..4].try_into().unwrap()) as usize, f.len() - 4);
+        let e = Response::Error { kind: ErrorKind::NameInUse, message: "x".into() };
+        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"reply":"error","kind":"name_in_use","message":"x"}"#);
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("lockd_lvm_vg1:1").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("a b").is_err());
+        assert!(check_name(&"x".repeat(MAX_NAME + 1)).is_err());
+    }
+}
