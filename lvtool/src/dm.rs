@@ -286,6 +286,9 @@ impl Dm {
         let dm_name_arg = name_arg(&name)?;
         let uuid_arg = DmUuid::new(uuid)
             .map_err(|_| Error::InvalidUuid { text: uuid.to_string(), reason: "not a valid device-mapper UUID" })?;
+        if self.info(&name)?.is_some() {
+            return Err(Error::Activation(format!("device-mapper device {name} already exists")));
+        }
         let id = DevId::Name(dm_name_arg);
         self.dm
             .device_create(dm_name_arg, Some(uuid_arg), DmOptions::default())
