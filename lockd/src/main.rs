@@ -1,6 +1,9 @@
 //! lockd: the sanlvm lock daemon and its offline tools. This file only parses arguments; the
 //! work is in the modules.
 
+// `is_multiple_of` needs Rust 1.87; the workspace supports 1.85 (rust-version).
+#![allow(clippy::manual_is_multiple_of)]
+
 mod direct;
 
 use std::process::ExitCode;
@@ -10,7 +13,11 @@ use lease::ondisk::{Align, Name, SectorSize};
 
 const USAGE: &str = "\
 Usage:
+lockd daemon [--config PATH]     the lock daemon, in the foreground (systemd Type=notify)
+lockd status [--config PATH] [--json]
 lockd direct <action> [options]
+
+  --config PATH  lvmlocal.toml (default /etc/lvmlocal.toml)
 
 lockd direct init -s LOCKSPACE | -r RESOURCE [-Z 512|4096] [-A 1M|2M|4M|8M] [-o SEC]
                   [-n NUM_HOSTS] [-z 0|1 | --clear]
@@ -72,6 +79,8 @@ fn main() -> ExitCode {
 fn run(args: &[String]) -> Result<(), DirectError> {
     match args.first().map(String::as_str) {
         Some("direct") => {}
+        Some("daemon") => return daemon(&args[1..]),
+        Some("status") => return status(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return Ok(());
@@ -84,6 +93,51 @@ fn run(args: &[String]) -> Result<(), DirectError> {
     }
     let (cmd, common) = parse_direct(&args[1..])?;
     direct::run(&cmd, &common, &mut std::io::stdout().lock())
+}
+
+/// `--config PATH` and flags of `daemon`/`status`.
+fn config_args(args: &[String], flags: &[&str]) -> Result<(lockd::config::Config, Vec<String>), DirectError> {
+    let mut path = None;
+    let mut set = vec![];
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--config" => {
+                path = Some(it.next().ok_or_else(|| DirectError::usage("--config needs a PATH"))?.clone());
+            }
+            f if flags.contains(&f) => set.push(f.to_string()),
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(DirectError::usage(format!("unknown option {other:?}; see lockd --help"))),
+        }
+    }
+    let cfg = lockd::config::Config::load(path.as_deref().map(std::path::Path::new))
+        .map_err(|e| DirectError::failed(e.to_string()))?;
+    Ok((cfg, set))
+}
+
+fn daemon(args: &[String]) -> Result<(), DirectError> {
+    let (cfg, _) = config_args(args, &[])?;
+    lockd::init_logging();
+    lockd::run_daemon(cfg, lockd::fence::default_fencer()).map_err(DirectError::failed)
+}
+
+fn status(args: &[String]) -> Result<(), DirectError> {
+    let (cfg, flags) = config_args(args, &["--json"])?;
+    let mut c = lockd::client::Client::connect(&cfg.run_dir).map_err(|e| DirectError::failed(e.to_string()))?;
+    match c.call(&lockd::protocol::Request::Status).map_err(|e| DirectError::failed(e.to_string()))? {
+        lockd::protocol::Response::Status(s) => {
+            if flags.iter().any(|f| f == "--json") {
+                println!("{}", serde_json::to_string_pretty(&s).expect("status serializes"));
+            } else {
+                print!("{}", lockd::status::render(&s));
+            }
+            Ok(())
+        }
+        other => Err(DirectError::failed(format!("unexpected reply {other:?}"))),
+    }
 }
 
 /// Everything the command line said, before it is checked against the action.

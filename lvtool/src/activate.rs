@@ -1,8 +1,8 @@
 //! Activation goes through the [`Activator`] trait, so device-mapper can be plugged in without
-//! touching the commands. Today there are two: [`NoDriver`] for `--driverloaded n` (as in lvm2:
-//! every activation succeeds and does nothing, state is unknown) and [`Unavailable`] when this
-//! host has no usable device-mapper driver (activation fails with a clear error; reports show
-//! the state as unknown, as lvm2 does without DM).
+//! touching the commands: [`DmActivator`] drives the kernel's device-mapper; [`NoDriver`] is
+//! `--driverloaded n` (as in lvm2: every activation succeeds and does nothing, state is
+//! unknown); [`Unavailable`] is a host without a usable driver (activation fails with a clear
+//! error; reports show the state as unknown, as lvm2 does without DM).
 
 use crate::error::{Error, Result};
 use crate::vg::{Lv, Vg};
@@ -52,6 +52,10 @@ pub trait Activator {
     fn stale_devices(&self, _vg: &Vg) -> Vec<String> {
         vec![]
     }
+    /// Removes a device by its DM name (a stale one: there is no LV to derive it from).
+    fn remove_device(&mut self, _name: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// `--driverloaded n`: no device-mapper interaction; every request succeeds.
@@ -89,7 +93,7 @@ impl Unavailable {
     /// Why activation cannot happen on this host.
     pub fn probe() -> Unavailable {
         let reason = if std::path::Path::new("/dev/mapper/control").exists() {
-            "device-mapper activation is not implemented in this lvtool build (use --driverloaded n)"
+            "Failure to open the kernel device-mapper driver (/dev/mapper/control; use --driverloaded n)"
         } else {
             "Failure to communicate with kernel device-mapper driver (no /dev/mapper/control; use --driverloaded n)"
         };
@@ -115,5 +119,132 @@ impl Activator for Unavailable {
     }
     fn refresh(&mut self, _: &Vg, _: &Lv) -> Result<()> {
         self.check_available()
+    }
+}
+
+/// Real activation through the kernel's device-mapper: one `linear` line per segment, named and
+/// identified as lvm2 does, so lvm2 on the same host sees our devices as its own.
+pub struct DmActivator {
+    dm: crate::dm::Dm,
+    devices: Vec<std::path::PathBuf>,
+    /// PV id → device on this host, from the labels of the configured devices (read once).
+    pv_paths: std::cell::OnceCell<std::collections::HashMap<String, std::path::PathBuf>>,
+}
+
+impl DmActivator {
+    /// Opens device-mapper; fails on a host without it.
+    pub fn open(devices: Vec<std::path::PathBuf>) -> Result<DmActivator> {
+        Ok(DmActivator { dm: crate::dm::Dm::open()?, devices, pv_paths: Default::default() })
+    }
+
+    fn pv_path(&self, id: &crate::uuid::Uuid) -> Option<&std::path::Path> {
+        let map = self.pv_paths.get_or_init(|| {
+            let mut m = std::collections::HashMap::new();
+            for path in &self.devices {
+                let Ok(dev) = crate::device::FileDevice::open(path, false) else { continue };
+                if let Ok(label) = crate::label::Label::read(&dev) {
+                    m.entry(label.pv_uuid.bare().to_string()).or_insert_with(|| path.clone());
+                }
+            }
+            m
+        });
+        map.get(id.bare()).map(|p| p.as_path())
+    }
+
+    /// The table lvm2 would load for `lv`: segments in order, each mapped to its PV extents.
+    pub fn table(&self, vg: &Vg, lv: &Lv) -> Result<Vec<crate::dm::Linear>> {
+        let mut table = Vec::with_capacity(lv.segments.len());
+        for seg in &lv.segments {
+            let [area] = &seg.stripes[..] else {
+                return Err(Error::Activation(format!(
+                    "{}/{}: activating striped segments is not supported yet",
+                    vg.name, lv.name
+                )));
+            };
+            let pv = vg.pvs.iter().find(|p| p.name == area.pv).ok_or_else(|| {
+                Error::Activation(format!("{}/{}: segment on unknown PV {}", vg.name, lv.name, area.pv))
+            })?;
+            let path = self.pv_path(&pv.id).ok_or_else(|| {
+                Error::Activation(format!(
+                    "{}/{}: PV {} ({}) not found among the devices",
+                    vg.name, lv.name, pv.name, pv.id
+                ))
+            })?;
+            let dev = crate::dm::DevNum::of_path(path)?;
+            let size = vg.extent_size as u64;
+            table.push(crate::dm::Linear::extents(
+                seg.start_extent as u64,
+                seg.extent_count as u64,
+                size,
+                dev,
+                pv.pe_start,
+                area.pe as u64,
+            ));
+        }
+        crate::dm::check_table(&table)?;
+        Ok(table)
+    }
+}
+
+impl Activator for DmActivator {
+    fn enabled(&self) -> bool {
+        true
+    }
+    fn check_available(&self) -> Result<()> {
+        Ok(())
+    }
+    fn state(&self, vg: &Vg, lv: &Lv) -> LvState {
+        match self.dm.info(&crate::dm::dm_name(&vg.name, &lv.name)) {
+            Ok(Some(d)) => LvState::Active {
+                open: d.open_count.max(0) as u32,
+                major: d.dev.major,
+                minor: d.dev.minor,
+                read_only: false,
+                suspended: d.suspended,
+            },
+            Ok(None) => LvState::Inactive,
+            Err(_) => LvState::Unknown,
+        }
+    }
+    fn activate(&mut self, vg: &Vg, lv: &Lv, _mode: ActivationMode) -> Result<()> {
+        let name = crate::dm::dm_name(&vg.name, &lv.name);
+        let table = self.table(vg, lv)?;
+        if self.dm.info(&name)?.is_some() {
+            // Already active: like lvm2, make sure it maps what the metadata says.
+            if self.dm.table(&name)? != table {
+                self.dm.reload(&name, &table)?;
+            }
+            return Ok(());
+        }
+        self.dm.create(&vg.name, &lv.name, &crate::dm::dm_uuid(&vg.id, &lv.id), &table)?;
+        Ok(())
+    }
+    fn deactivate(&mut self, vg: &Vg, lv: &Lv) -> Result<()> {
+        let name = crate::dm::dm_name(&vg.name, &lv.name);
+        if self.dm.info(&name)?.is_some() {
+            self.dm.remove(&name)?;
+        }
+        Ok(())
+    }
+    fn refresh(&mut self, vg: &Vg, lv: &Lv) -> Result<()> {
+        let name = crate::dm::dm_name(&vg.name, &lv.name);
+        if self.dm.info(&name)?.is_some() {
+            let table = self.table(vg, lv)?;
+            self.dm.reload(&name, &table)?;
+        }
+        Ok(())
+    }
+    fn remove_device(&mut self, name: &str) -> Result<()> {
+        self.dm.remove(name)
+    }
+    fn stale_devices(&self, vg: &Vg) -> Vec<String> {
+        let Ok(devs) = self.dm.list_lvm() else { return vec![] };
+        devs.into_iter()
+            .filter(|d| match crate::dm::split_dm_uuid(&d.uuid) {
+                Some((v, l)) => v == vg.id.bare() && !vg.lvs.iter().any(|lv| lv.id.bare() == l),
+                None => false,
+            })
+            .map(|d| d.name)
+            .collect()
     }
 }

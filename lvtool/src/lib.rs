@@ -11,6 +11,10 @@
 //! - [`scan`]: PVs and VGs found on a list of devices; choosing the newest copy.
 //! - [`commit`]: writing a new VG version to every metadata area, crash-safe.
 //! - [`report`]: `pvs`/`vgs`/`lvs` style reports.
+//! - [`session`]: where every command takes its locks; [`lockd_locker`]: lockd as the locker.
+
+// `is_multiple_of` needs Rust 1.87; the workspace supports 1.85 (rust-version).
+#![allow(clippy::manual_is_multiple_of)]
 
 pub mod activate;
 pub mod alloc;
@@ -23,6 +27,7 @@ pub mod dm;
 pub mod error;
 pub mod label;
 pub mod lockarea;
+pub mod lockd_locker;
 pub mod mda;
 pub mod pvformat;
 pub mod report;

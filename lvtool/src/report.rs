@@ -69,6 +69,8 @@ pub static FIELDS: &[Field] = &[
     f("pool_lv", "Pool", Str, 0, L),
     f("lv_tags", "LV Tags", List, 0, L),
     f("lv_lockargs", "LLockArgs", Str, 0, L),
+    // Not an lvm2 field: the holder of the LV's lease, read from disk (sanvlm).
+    f("lock_owner", "LockOwner", Str, 0, L),
     f("lv_time", "CTime", Str, 26, L),
     f("lv_host", "Host", Str, 10, L),
     f("lv_kernel_major", "KMaj", Num, 0, L),
@@ -277,6 +279,8 @@ pub struct VgInfo<'a> {
     pub mda_count: usize,
     /// State of each LV (`vg.lvs` order).
     pub states: Vec<LvState>,
+    /// Holder of each LV's lease (`vg.lvs` order), when asked for; empty otherwise.
+    pub lock_owners: Vec<String>,
 }
 
 impl VgInfo<'_> {
@@ -484,6 +488,10 @@ fn value(id: &str, r: &Row) -> Option<Val> {
             "data_percent" | "metadata_percent" | "copy_percent" => return s(""),
             "lv_tags" => return Some(L(lv.tags.clone())),
             "lv_lockargs" => return s(lv.lock_args.as_deref().unwrap_or("")),
+            "lock_owner" => {
+                let i = vg.lvs.iter().position(|l| l.name == lv.name);
+                return s(i.and_then(|i| v.lock_owners.get(i)).map_or("", String::as_str));
+            }
             "lv_time" => return s(&lv.creation_time.map(format_time).unwrap_or_default()),
             "lv_host" => return s(lv.creation_host.as_deref().unwrap_or("")),
             "lv_kernel_major" => {

@@ -2,8 +2,8 @@
 //! Locks are taken here, in the modes lvmlockd uses (DESIGN.md lock table): the global lock
 //! before anything that changes the set of VGs or orphan PVs, the VG lock before reading a
 //! VG's metadata (ex to change it, sh to report it), an LV lock before activating (kept after
-//! the command exits) and after deactivating (released). Today the [`Locker`] is [`NoLocks`];
-//! lockd's client plugs in here later without touching the commands.
+//! the command exits) and after deactivating (released). The [`Locker`] is lockd's client
+//! (`lockd_locker`) on hosts with a host_id, [`NoLocks`] otherwise and with `--nolocking`.
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +32,21 @@ pub trait Locker {
     fn lock_lv(&mut self, vg: &Vg, lv: &Lv, mode: LockMode, persistent: bool) -> Result<()>;
     /// After a commit: others learn that their cached metadata is stale (VG lock value block).
     fn vg_updated(&mut self, vg: &Vg) -> Result<()>;
+    /// Called after each read of a VG under its VG lock; `pv_paths[i]` is the device of
+    /// `vg.pvs[i]`. A locker may refuse a shared VG whose lock it could not take (`write`: the
+    /// read starts a change).
+    fn vg_read(&mut self, _vg: &Vg, _pv_paths: &[Option<PathBuf>], _write: bool) -> Result<()> {
+        Ok(())
+    }
+    /// Names a free LV lease slot after `lv` (lvmlockd's init_lv) and returns its offset;
+    /// `None`: the caller formats a slot itself.
+    fn init_lv(&mut self, _vg: &Vg, _lv: &Lv) -> Result<Option<u64>> {
+        Ok(None)
+    }
+    /// Frees the LV lease at `offset` (lvmlockd's free_lv); false: the caller does it itself.
+    fn free_lv(&mut self, _vg: &Vg, _lv: &Lv, _offset: u64) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// No lock manager: every request succeeds (local VGs, and shared VGs until lockd exists).
@@ -122,7 +137,10 @@ impl Session {
     /// Reads a VG under a VG lock in `mode`.
     pub fn read_vg(&mut self, name: &str, mode: LockMode) -> Result<VgRead> {
         self.lock_vg(name, mode)?;
-        self.scan().read_vg(name)
+        let read = self.scan().read_vg(name)?;
+        let paths = self.pv_paths(&read);
+        self.locker.vg_read(&read.vg, &paths, false)?;
+        Ok(read)
     }
 
     /// Starts a change of `name`: ex VG lock, fresh read, refuses what must not be written.
@@ -130,6 +148,8 @@ impl Session {
         self.lock_vg(name, LockMode::Ex)?;
         self.rescan();
         let read = self.scan().read_vg(name)?;
+        let paths = self.pv_paths(&read);
+        self.locker.vg_read(&read.vg, &paths, true)?;
         read.check_writable()?;
         let mut vg = read.vg.clone();
         vg.seqno = vg.seqno.wrapping_add(1);
@@ -298,6 +318,21 @@ impl Session {
         self.locker.lock_lv(vg, lv, LockMode::Un, true)
     }
 
+    /// Devices of `vg` active here whose LV is gone from the metadata: removed or renamed on
+    /// another host. Writes to them would land on extents that may now belong to other LVs.
+    pub fn stale_devices(&self, vg: &Vg) -> Vec<String> {
+        self.activator.stale_devices(vg)
+    }
+
+    /// Removes stale devices of `vg`; returns the names removed. No LV lock: the LV is gone.
+    pub fn remove_stale(&mut self, vg: &Vg) -> Result<Vec<String>> {
+        let stale = self.activator.stale_devices(vg);
+        for name in &stale {
+            self.activator.remove_device(name)?;
+        }
+        Ok(stale)
+    }
+
     /// Reloads an active LV's table from the metadata (no LV lock, as lvm2).
     pub fn refresh(&mut self, vg: &Vg, lv: &Lv) -> Result<()> {
         lv_activatable(vg, lv)?;
@@ -307,6 +342,16 @@ impl Session {
     /// An LV lock for a metadata change (lvextend/lvremove: ex; released after).
     pub fn lock_lv(&mut self, vg: &Vg, lv: &Lv, mode: LockMode) -> Result<()> {
         self.locker.lock_lv(vg, lv, mode, false)
+    }
+
+    /// See [`Locker::init_lv`].
+    pub fn init_lv_lease(&mut self, vg: &Vg, lv: &Lv) -> Result<Option<u64>> {
+        self.locker.init_lv(vg, lv)
+    }
+
+    /// See [`Locker::free_lv`].
+    pub fn free_lv_lease(&mut self, vg: &Vg, lv: &Lv, offset: u64) -> Result<bool> {
+        self.locker.free_lv(vg, lv, offset)
     }
 
     /// Releases the VG locks of this command.

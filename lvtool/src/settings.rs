@@ -1,63 +1,57 @@
-//! `lvmlocal.toml`: this host's settings shared with lockd. lvtool reads `devices`, the block
-//! devices (or files) that may hold PVs; nothing else is scanned. Keys it does not know belong
-//! to other readers (lockd's `host_id`, ...) and are ignored here.
+//! `lvmlocal.toml`: this host's settings, read through lockd's definition of the file (one
+//! parser and one set of checks for both programs). lvtool uses `devices` (the block devices or
+//! files that may hold PVs; nothing else is scanned), `host_id` (a host without one takes no
+//! locks) and `run_dir` (where lockd's socket is).
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use lockd::config::Config;
 
 use crate::error::{Error, Result};
 
 /// Where the config is read from when `--config` is not given.
-pub const DEFAULT_CONFIG: &str = "/etc/lvmlocal.toml";
-
-#[derive(Debug, Default, Deserialize)]
-struct Raw {
-    #[serde(default)]
-    devices: Option<Vec<String>>,
-}
+pub const DEFAULT_CONFIG: &str = lockd::config::DEFAULT_CONFIG;
 
 /// What lvtool takes from the config file.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     /// Devices to scan for PVs, in order.
     pub devices: Vec<PathBuf>,
+    /// This host's id in shared VGs' lockspaces; None: no locks are taken.
+    pub host_id: Option<u64>,
+    /// lockd's run directory (its socket).
+    pub run_dir: PathBuf,
+    /// What `vgchange -aay` activates (`auto_activation_volume_list`).
+    pub auto_activation: Option<Vec<String>>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings::from(Config::defaults())
+    }
+}
+
+impl From<Config> for Settings {
+    fn from(c: Config) -> Settings {
+        Settings {
+            devices: c.devices,
+            host_id: c.host_id,
+            run_dir: c.run_dir,
+            auto_activation: c.auto_activation_volume_list,
+        }
+    }
 }
 
 impl Settings {
     /// Parses the text of a config file; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Settings> {
-        let raw: Raw =
-            toml::from_str(text).map_err(|e| Error::Config { path: origin.to_string(), reason: describe(&e) })?;
-        let devices = raw.devices.unwrap_or_default();
-        if devices.iter().any(|d| d.is_empty()) {
-            return Err(Error::Config { path: origin.into(), reason: "key `devices`: empty device path".into() });
-        }
-        Ok(Settings { devices: devices.into_iter().map(PathBuf::from).collect() })
+        Config::parse(text, origin).map(Settings::from).map_err(|e| Error::Config { path: e.path, reason: e.reason })
     }
 
     /// Reads `path`. A missing file is an empty config only when it is the default path (an
     /// explicit `--config` that does not exist is a mistake worth reporting).
     pub fn load(path: Option<&Path>) -> Result<Settings> {
-        let (path, explicit) = match path {
-            Some(p) => (p, true),
-            None => (Path::new(DEFAULT_CONFIG), false),
-        };
-        match std::fs::read_to_string(path) {
-            Ok(text) => Settings::parse(&text, &path.display().to_string()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Settings::default()),
-            Err(e) => Err(Error::Config { path: path.display().to_string(), reason: e.to_string() }),
-        }
-    }
-}
-
-/// toml's message names the key and position; keep it on one line.
-fn describe(e: &toml::de::Error) -> String {
-    let msg = e.message().trim().to_string();
-    match e.span() {
-        Some(s) if msg.contains("devices") => format!("{msg} (at byte {})", s.start),
-        Some(s) => format!("{msg} (at byte {}; expected `devices = [\"/dev/...\", ...]`)", s.start),
-        None => msg,
+        Config::load(path).map(Settings::from).map_err(|e| Error::Config { path: e.path, reason: e.reason })
     }
 }
 
@@ -70,7 +64,9 @@ mod tests {
         let s =
             Settings::parse("host_id = 7\ndevices = [\"/dev/loop0\", \"/tmp/pv.img\"]\n[lockd]\nx = 1\n", "t").unwrap();
         assert_eq!(s.devices, vec![PathBuf::from("/dev/loop0"), PathBuf::from("/tmp/pv.img")]);
+        assert_eq!(s.host_id, Some(7));
         assert_eq!(Settings::parse("", "t").unwrap(), Settings::default());
+        assert_eq!(Settings::default().run_dir, PathBuf::from("/run/lockd"));
     }
 
     #[test]

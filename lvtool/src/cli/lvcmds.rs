@@ -26,6 +26,8 @@ pub const LVREMOVE: &[Opt] = &[];
 pub const RESIZE: &[Opt] = &[val(Some('L'), "size"), val(Some('l'), "extents")];
 pub const LVRENAME: &[Opt] = &[];
 pub const CHANGE: &[Opt] = &[val(Some('a'), "activate"), flag(None, "refresh")];
+pub const VGCHANGE: &[Opt] =
+    &[val(Some('a'), "activate"), flag(None, "refresh"), flag(None, "lock-start"), flag(None, "lock-stop")];
 
 /// Is this VG formatted for sanlock (lvmlockd's shared VG)?
 fn is_sanlock(vg: &Vg) -> bool {
@@ -104,6 +106,11 @@ fn lock_area(ctx: &mut Ctx, txn: &VgTxn, vg: &Vg) -> Result<LockArea, Fail> {
 /// after growing the lvmlock LV by 256 MiB (new slots `#unused`) when there is none.
 fn init_lv_lease(ctx: &mut Ctx, txn: &mut VgTxn, lv_name: &str) -> Result<(), Fail> {
     let lv = txn.vg.lv(lv_name).expect("just added").clone();
+    // lockd names a slot itself when it runs this VG's lockspace (and has a free one).
+    if let Some(slot) = ctx.session.init_lv_lease(&txn.vg, &lv)? {
+        txn.vg.lv_mut(lv_name)?.lock_args = Some(lockarea::lv_lock_args(slot));
+        return Ok(());
+    }
     let resource = lv.id.to_string();
     let area = lock_area(ctx, txn, &txn.vg.clone())?;
     let slot = match area.find_free(&resource)? {
@@ -294,10 +301,11 @@ fn remove_lv(ctx: &mut Ctx, vg_name: &str, name: &str) -> Result<(), Fail> {
     let vg = ctx.session.commit(txn)?;
     if let (Some(area), Some(o)) = (area, slot) {
         // After the commit, as lvmlockd's free_lv: a crash in between leaks a slot, never
-        // frees the lease of an LV that still exists.
-        area.free_lv(o)?;
+        // frees the lease of an LV that still exists. lockd first drops its hold of it.
+        if !ctx.session.free_lv_lease(&vg, &lv, o)? {
+            area.free_lv(o)?;
+        }
     }
-    let _ = vg;
     ctx.say(&format!("Logical volume \"{name}\" successfully removed."));
     Ok(())
 }
@@ -514,6 +522,15 @@ pub fn lvchange(ctx: &mut Ctx) -> CmdResult {
             Some(n) => match vg.lv(n) {
                 Some(l) => vec![l.clone()],
                 None => {
+                    // Gone from the metadata but still mapped here (removed on another host).
+                    let dm_name = crate::dm::dm_name(&vg.name, n);
+                    if matches!(change, Change::Deactivate) && ctx.session.stale_devices(&vg).contains(&dm_name) {
+                        match ctx.session.remove_stale(&vg) {
+                            Ok(names) => ctx.say(&format!("Removed stale device(s) {}", names.join(", "))),
+                            Err(e) => ctx.fail_one(e.into()),
+                        }
+                        continue;
+                    }
                     ctx.fail_one(Fail::Failed(format!("Failed to find logical volume \"{vg_name}/{n}\"")));
                     continue;
                 }
@@ -530,14 +547,23 @@ pub fn lvchange(ctx: &mut Ctx) -> CmdResult {
 }
 
 pub fn vgchange(ctx: &mut Ctx) -> CmdResult {
+    match (ctx.args.has("lock-start"), ctx.args.has("lock-stop")) {
+        (true, true) => return Err(Fail::Usage("Only one of --lock-start and --lock-stop".into())),
+        (true, false) => return lock_start(ctx),
+        (false, true) => return lock_stop(ctx),
+        _ => {}
+    }
     let change = change_from_args(ctx)?;
     if !matches!(change, Change::Refresh) {
         ctx.session.activator().check_available()?;
     }
-    if ctx.args.pos.is_empty() {
+    // -aay: autoactivation (the boot unit), of every VG when none is named.
+    let auto = ctx.args.get("activate") == Some("ay");
+    if ctx.args.pos.is_empty() && !auto {
         return Err(Fail::Usage("Please give volume group name(s)".into()));
     }
-    for vg_name in ctx.args.pos.clone() {
+    let names = if ctx.args.pos.is_empty() { ctx.session.scan().vg_names() } else { ctx.args.pos.clone() };
+    for vg_name in names {
         let read = match ctx.session.read_vg(&vg_name, LockMode::Sh) {
             Ok(r) => r,
             Err(e) => {
@@ -546,15 +572,137 @@ pub fn vgchange(ctx: &mut Ctx) -> CmdResult {
             }
         };
         let vg = read.vg;
-        let lvs: Vec<Lv> = vg.lvs.iter().filter(|l| l.is_visible() && l.is_supported()).cloned().collect();
+        let lvs: Vec<Lv> = vg
+            .lvs
+            .iter()
+            .filter(|l| l.is_visible() && l.is_supported() && (!auto || autoactivated(&ctx.settings, &vg, l)))
+            .cloned()
+            .collect();
         for l in &lvs {
             if let Err(e) = apply(ctx, &vg, l, change) {
                 ctx.fail_one(e.into());
             }
         }
+        if matches!(change, Change::Refresh | Change::Deactivate) {
+            match ctx.session.remove_stale(&vg) {
+                Ok(names) if !names.is_empty() => ctx.say(&format!("Removed stale device(s) {}", names.join(", "))),
+                Ok(_) => {}
+                Err(e) => ctx.fail_one(e.into()),
+            }
+        }
         if !matches!(change, Change::Refresh) {
             let active = lvs.iter().filter(|l| ctx.session.lv_state(&vg, l).is_active()).count();
             ctx.say(&format!("{active} logical volume(s) in volume group \"{vg_name}\" now active"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `-aay` activates `lv`: not flagged NOAUTOACTIVATE, and named by lvmlocal.toml's
+/// `auto_activation_volume_list` (`VG`, `VG/LV` or `@tag`). Without that list every LV of a local
+/// VG qualifies (as lvm2) and none of a shared VG: which host runs which shared LV is a choice.
+fn autoactivated(settings: &crate::settings::Settings, vg: &Vg, lv: &Lv) -> bool {
+    let no = |flags: &[String]| flags.iter().any(|f| f == "NOAUTOACTIVATE");
+    if no(&vg.flags) || no(&lv.flags) {
+        return false;
+    }
+    match &settings.auto_activation {
+        None => !is_sanlock(vg),
+        Some(list) => list.iter().any(|e| match e.strip_prefix('@') {
+            Some(tag) => lv.tags.iter().chain(&vg.tags).any(|t| t == tag),
+            None => *e == vg.name || *e == format!("{}/{}", vg.name, lv.name),
+        }),
+    }
+}
+
+/// The shared VGs named, or all shared VGs on the scanned devices.
+fn shared_vgs(ctx: &mut Ctx) -> Result<Vec<VgRead>, Fail> {
+    let names = if ctx.args.pos.is_empty() { ctx.session.scan().vg_names() } else { ctx.args.pos.clone() };
+    let mut out = vec![];
+    for n in names {
+        match ctx.session.scan().read_vg(&n) {
+            Ok(r) if is_sanlock(&r.vg) => out.push(r),
+            Ok(_) if !ctx.args.pos.is_empty() => ctx.fail_one(Fail::Failed(format!("VG {n} is not a shared VG."))),
+            Ok(_) => {}
+            Err(e) => ctx.fail_one(not_found(e, &n)),
+        }
+    }
+    Ok(out)
+}
+
+fn lockd_client(ctx: &Ctx) -> Result<lockd::client::Client, Fail> {
+    if ctx.settings.host_id.is_none() {
+        return Err(Fail::Failed("Using a shared VG requires host_id in lvmlocal.toml (and lockd running).".into()));
+    }
+    lockd::client::Client::connect(&ctx.settings.run_dir).map_err(|e| Fail::Failed(e.to_string()))
+}
+
+/// `vgchange --lock-start [VG...]`: lockd joins each VG's lockspace; several VGs in parallel.
+fn lock_start(ctx: &mut Ctx) -> CmdResult {
+    use lockd::protocol::{Request, Response};
+    lockd_client(ctx)?;
+    let mut reqs = vec![];
+    for read in shared_vgs(ctx)? {
+        let vg = read.vg.clone();
+        let area = ctx.session.lock_area(&read, &vg, None).and_then(|a| {
+            let paths = ctx.session.pv_paths(&read);
+            crate::lockd_locker::lease_area(&vg, &|i| paths.get(i).cloned().flatten(), a.geometry)
+        });
+        match area {
+            Ok(area) => reqs
+                .push((vg.name.clone(), Request::LockStart { vg: vg.name.clone(), vg_uuid: vg.id.to_string(), area })),
+            Err(e) => ctx.fail_one(Fail::Failed(format!("VG {} lock start failed: {e}", vg.name))),
+        }
+    }
+    let run_dir = ctx.settings.run_dir.clone();
+    for (vg, _) in &reqs {
+        ctx.say(&format!("VG {vg} starting sanlock lockspace"));
+    }
+    let results: Vec<(String, Result<Response, lockd::client::ClientError>)> = std::thread::scope(|s| {
+        let hs: Vec<_> = reqs
+            .into_iter()
+            .map(|(vg, req)| {
+                let run_dir = &run_dir;
+                (vg, s.spawn(move || lockd::client::Client::connect(run_dir)?.call(&req)))
+            })
+            .collect();
+        hs.into_iter().map(|(vg, h)| (vg, h.join().expect("lock start thread"))).collect()
+    });
+    for (vg, r) in results {
+        match r {
+            Ok(Response::Started { already: true, .. }) => ctx.say(&format!("VG {vg} lockspace already started")),
+            Ok(Response::Started { host_id, generation, .. }) => {
+                ctx.say(&format!("VG {vg} lockspace started (host_id {host_id}, generation {generation})"))
+            }
+            Ok(other) => ctx.fail_one(Fail::Failed(format!("VG {vg} lock start: unexpected reply {other:?}"))),
+            Err(e) => ctx.fail_one(Fail::Failed(format!("VG {vg} lock start failed: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+/// `vgchange --lock-stop [VG...]`: lockd leaves each VG's lockspace (refused while LVs of the VG
+/// are active here, unless --force).
+fn lock_stop(ctx: &mut Ctx) -> CmdResult {
+    use lockd::protocol::{ErrorCode, Request, Response};
+    let mut c = lockd_client(ctx)?;
+    let names: Vec<String> = if ctx.args.pos.is_empty() {
+        shared_vgs(ctx)?.into_iter().map(|r| r.vg.name).collect()
+    } else {
+        ctx.args.pos.clone()
+    };
+    let force = ctx.args.has("force");
+    for vg in names {
+        match c.call(&Request::LockStop { vg: vg.clone(), force }) {
+            Ok(Response::Stopped { released_lv_locks: 0 }) => ctx.say(&format!("VG {vg} lockspace stopped")),
+            Ok(Response::Stopped { released_lv_locks: n }) => {
+                ctx.say(&format!("VG {vg} lockspace stopped ({n} LV lock(s) released by force)"))
+            }
+            Ok(other) => ctx.fail_one(Fail::Failed(format!("VG {vg} lock stop: unexpected reply {other:?}"))),
+            Err(lockd::client::ClientError::Daemon(e)) if e.code == ErrorCode::NoLockspace => {
+                ctx.say(&format!("VG {vg} lockspace is not started"))
+            }
+            Err(e) => ctx.fail_one(Fail::Failed(format!("VG {vg} lock stop failed: {e}"))),
         }
     }
     Ok(())

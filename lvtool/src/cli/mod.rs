@@ -12,9 +12,10 @@ mod reports;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use crate::activate::{Activator, NoDriver, Unavailable};
+use crate::activate::{Activator, DmActivator, NoDriver, Unavailable};
 use crate::error::Error;
-use crate::session::{NoLocks, Session};
+use crate::lockd_locker::LockdLocker;
+use crate::session::{Locker, NoLocks, Session};
 use crate::settings::Settings;
 use crate::units::{SizeError, SuffixStyle, Units};
 use args::{Args, Opt};
@@ -60,6 +61,8 @@ pub struct Ctx {
     pub units: Units,
     /// Set when one of several objects failed (the command goes on, exit 5 at the end).
     pub partial_failure: bool,
+    /// lvmlocal.toml as read (devices already applied to the session).
+    pub settings: Settings,
 }
 
 impl Ctx {
@@ -124,7 +127,7 @@ const COMMANDS: &[Command] = &[
     Command { name: "vgreduce", opts: pvvg::VGREDUCE, run: pvvg::vgreduce, scans_args: false },
     Command { name: "vgs", opts: reports::REPORT, run: reports::vgs, scans_args: false },
     Command { name: "vgdisplay", opts: display::DISPLAY, run: display::vgdisplay, scans_args: false },
-    Command { name: "vgchange", opts: lvcmds::CHANGE, run: lvcmds::vgchange, scans_args: false },
+    Command { name: "vgchange", opts: lvcmds::VGCHANGE, run: lvcmds::vgchange, scans_args: false },
     Command { name: "lvcreate", opts: lvcmds::LVCREATE, run: lvcmds::lvcreate, scans_args: false },
     Command { name: "lvremove", opts: lvcmds::LVREMOVE, run: lvcmds::lvremove, scans_args: false },
     Command { name: "lvextend", opts: lvcmds::RESIZE, run: lvcmds::lvresize, scans_args: false },
@@ -182,7 +185,7 @@ pub fn run(argv: &[String]) -> i32 {
     let mut devices: Vec<PathBuf> =
         args.all("devices").iter().flat_map(|d| d.split(',')).filter(|d| !d.is_empty()).map(PathBuf::from).collect();
     if devices.is_empty() {
-        devices = settings.devices;
+        devices = settings.devices.clone();
     }
     if cmd.scans_args {
         for p in &args.pos {
@@ -192,10 +195,20 @@ pub fn run(argv: &[String]) -> i32 {
             }
         }
     }
-    let activator: Box<dyn Activator> = if driver { Box::new(Unavailable::probe()) } else { Box::new(NoDriver) };
+    let activator: Box<dyn Activator> = match (driver, DmActivator::open(devices.clone())) {
+        (false, _) => Box::new(NoDriver),
+        (true, Ok(dm)) => Box::new(dm),
+        (true, Err(_)) => Box::new(Unavailable::probe()),
+    };
     let description = format!("Write from lvtool {}.", argv.join(" "));
-    let session = Session::new(devices, activator, Box::new(NoLocks), description);
-    let mut ctx = Ctx { cmd: cmd.name.to_string(), args, session, units: Units::default(), partial_failure: false };
+    // A host with a host_id takes part in shared VGs through lockd; others take no locks.
+    let locker: Box<dyn Locker> = match settings.host_id {
+        Some(_) if !args.has("nolocking") => Box::new(LockdLocker::new(&settings.run_dir)),
+        _ => Box::new(NoLocks),
+    };
+    let session = Session::new(devices, activator, locker, description);
+    let mut ctx =
+        Ctx { cmd: cmd.name.to_string(), args, session, units: Units::default(), partial_failure: false, settings };
     let result = (cmd.run)(&mut ctx);
     ctx.session.finish();
     match result {

@@ -29,12 +29,78 @@ pub(super) struct Loaded {
     pub paths: Vec<Option<String>>,
     pub mdas: usize,
     pub states: Vec<LvState>,
+    /// Holders of the LV leases (`-o lock_owner`), `vg.lvs` order.
+    pub owners: Vec<String>,
 }
 
 impl Loaded {
     pub fn info(&self) -> VgInfo<'_> {
-        VgInfo { vg: &self.read.vg, pv_paths: self.paths.clone(), mda_count: self.mdas, states: self.states.clone() }
+        VgInfo {
+            vg: &self.read.vg,
+            pv_paths: self.paths.clone(),
+            mda_count: self.mdas,
+            states: self.states.clone(),
+            lock_owners: self.owners.clone(),
+        }
     }
+}
+
+/// Who holds each LV's lease, read from the disk: `2 (node2)` for an exclusive holder, `sh 1
+/// (node1),3 (node3)` for shared ones, empty when free. Host names come from the holders'
+/// delta leases in the lockspace.
+fn lock_owners(ctx: &mut Ctx, l: &Loaded) -> Vec<String> {
+    use lease::diskio::{block_on, DeviceDisk, Disk};
+    use lease::ondisk::{delta_sector_offset, LeaderRecord, LeaseKind, Name};
+    use lease::paxos_lease::{read_resource, ResourceArea};
+    let vg = &l.read.vg;
+    if vg.lock_type.as_deref() != Some(crate::lockarea::LOCK_TYPE) {
+        return vec![String::new(); vg.lvs.len()];
+    }
+    let area = match ctx.session.lock_area(&l.read, vg, None) {
+        Ok(a) => a,
+        Err(e) => return vec![format!("error: {e}"); vg.lvs.len()],
+    };
+    let g = area.geometry;
+    let t = lease::timeouts::Timeouts::default();
+    let host = |id: u64| -> String {
+        let name = area.locate(0).ok().and_then(|(p, at)| {
+            let d = DeviceDisk::open(p).ok()?;
+            let b = block_on(d.read(at + delta_sector_offset(g, id), g.sector_bytes(), t.io())).ok()?;
+            let r = LeaderRecord::verify_any_name(&b, LeaseKind::Delta).ok()?;
+            Some(r.resource_name.as_str_lossy()).filter(|n| !n.is_empty())
+        });
+        match name {
+            Some(n) => format!("{id} ({n})"),
+            None => id.to_string(),
+        }
+    };
+    let Ok(ls) = Name::new(&crate::lockarea::lockspace_name(&vg.name)) else { return vec![] };
+    vg.lvs
+        .iter()
+        .map(|lv| {
+            let Some(offset) = lv.lock_args.as_deref().and_then(crate::lockarea::parse_lv_lock_args) else {
+                return String::new();
+            };
+            let view = area.locate(offset).map_err(|e| e.to_string()).and_then(|(p, at)| {
+                let d = DeviceDisk::open(p).map_err(|e| e.to_string())?;
+                let name = Name::new(&lv.id.to_string()).map_err(|e| e.to_string())?;
+                let ra = ResourceArea { lockspace: ls, name, offset: at, geometry: g };
+                block_on(read_resource(&d, &ra, t)).map_err(|e| e.to_string())
+            });
+            match view {
+                Err(e) => format!("error: {e}"),
+                Ok(v) if v.leader.timestamp != 0 => host(v.leader.owner_id),
+                Ok(v) => {
+                    let sh: Vec<String> = v.shared_holders(0).into_iter().map(|(id, _)| host(id)).collect();
+                    if sh.is_empty() {
+                        String::new()
+                    } else {
+                        format!("sh {}", sh.join(","))
+                    }
+                }
+            }
+        })
+        .collect()
 }
 
 /// Reads the named VGs (all when `names` is empty) under sh VG locks, sorted by name.
@@ -81,7 +147,7 @@ pub(super) fn load(ctx: &mut Ctx, names: &[String]) -> Vec<Loaded> {
             .map(|&i| scan.pvs[i].mdas.iter().filter(|(_, s)| !matches!(s, MdaState::Ignored(_))).count())
             .sum();
         let states = read.vg.lvs.iter().map(|l| ctx.session.lv_state(&read.vg, l)).collect();
-        out.push(Loaded { read, paths, mdas, states });
+        out.push(Loaded { read, paths, mdas, states, owners: vec![] });
     }
     out
 }
@@ -105,12 +171,25 @@ fn fields(ctx: &Ctx, default: &str, t: ReportType) -> Result<Vec<&'static report
     report::resolve_fields(ctx.args.all("options"), default, t).map_err(Fail::Failed)
 }
 
+/// Devices still mapped here for LVs that are gone from the metadata (seed 000).
+fn warn_stale(ctx: &Ctx, infos: &[VgInfo]) {
+    for v in infos {
+        for name in ctx.session.stale_devices(v.vg) {
+            eprintln!(
+                "  WARNING: Device {name} is active but its LV is no longer in VG {}; remove it with vgchange --refresh {}.",
+                v.vg.name, v.vg.name
+            );
+        }
+    }
+}
+
 pub fn vgs(ctx: &mut Ctx) -> CmdResult {
     let opts = options(ctx)?;
     let fields = fields(ctx, report::VGS_DEFAULT, ReportType::Vgs)?;
     let names = ctx.args.pos.clone();
     let loaded = load(ctx, &names);
     let infos: Vec<VgInfo> = loaded.iter().map(Loaded::info).collect();
+    warn_stale(ctx, &infos);
     let rows: Vec<Row> = infos.iter().map(|v| Row { vg: Some(v), pv: None, lv: None, seg: None }).collect();
     print!("{}", report::render(ReportType::Vgs, &fields, &rows, &opts));
     Ok(())
@@ -125,8 +204,14 @@ pub fn lvs(ctx: &mut Ctx) -> CmdResult {
     let per_seg = segments || fields.iter().any(|f| f.obj == Obj::Seg);
     let targets: Vec<(String, Option<String>)> = ctx.args.pos.iter().map(|p| split_lv_path(p)).collect();
     let vg_names: Vec<String> = targets.iter().map(|t| t.0.clone()).collect();
-    let loaded = load(ctx, &vg_names);
+    let mut loaded = load(ctx, &vg_names);
+    if fields.iter().any(|f| f.id == "lock_owner") {
+        for l in loaded.iter_mut() {
+            l.owners = lock_owners(ctx, l);
+        }
+    }
     let infos: Vec<VgInfo> = loaded.iter().map(Loaded::info).collect();
+    warn_stale(ctx, &infos);
     let all = ctx.args.has("all");
     let mut rows = vec![];
     for v in &infos {

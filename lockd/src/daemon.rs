@@ -1,0 +1,255 @@
+//! The daemon: started lockspaces by VG name, request dispatch, and resuming the lockspaces a
+//! previous lockd of this boot recorded.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use lease::delta_lease::HostIdentity;
+use lease::ondisk::{BootStamp, Name};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::fence::Fencer;
+use crate::locks::ConnId;
+use crate::lockspace::{err, Env, Lockspace, Phase};
+use crate::protocol::{
+    DaemonStatus, ErrorCode, ErrorReply, LeaseArea, Mode, Request, Resource, Response, PROTOCOL_VERSION,
+};
+use crate::state::{boot_id, StateDir};
+use crate::watchdog::WatchdogFactory;
+
+pub struct Daemon {
+    pub cfg: Config,
+    pub env: Arc<Env>,
+    lockspaces: Mutex<BTreeMap<String, Arc<Lockspace>>>,
+    /// Signalled when a lock start finishes.
+    started: Condvar,
+    next_conn: AtomicU64,
+}
+
+impl Daemon {
+    pub fn new(cfg: Config, watchdog: Arc<dyn WatchdogFactory>, fencer: Arc<dyn Fencer>) -> Result<Daemon, String> {
+        let host_id = cfg.require_host_id().map_err(|e| e.to_string())?;
+        let host_name = Name::new(&cfg.host_name).map_err(|e| format!("host_name: {e}"))?;
+        let boot = boot_id();
+        let identity = HostIdentity { host_id, host_name, boot: BootStamp::parse_uuid(&boot) };
+        let state = StateDir::new(&cfg.run_dir).map_err(|e| format!("{}: {e}", cfg.run_dir.display()))?;
+        let env = Env {
+            timeouts: cfg.timeouts(),
+            host: identity,
+            watchdog,
+            fencer,
+            kill_command: cfg.kill_command.clone(),
+            state,
+            boot_id: boot,
+        };
+        Ok(Daemon {
+            cfg,
+            env: Arc::new(env),
+            lockspaces: Mutex::new(BTreeMap::new()),
+            started: Condvar::new(),
+            next_conn: AtomicU64::new(1),
+        })
+    }
+
+    pub fn new_conn(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn get(&self, vg: &str) -> Result<Arc<Lockspace>, ErrorReply> {
+        self.lockspaces
+            .lock()
+            .unwrap()
+            .get(vg)
+            .cloned()
+            .ok_or_else(|| err(ErrorCode::NoLockspace, format!("VG {vg} lockspace is not started on this host")))
+    }
+
+    /// The lockspace holding the enabled global lock: `vg` if it has it, else the first one.
+    fn gl_lockspace(&self, vg: &str) -> Result<Arc<Lockspace>, ErrorReply> {
+        let map = self.lockspaces.lock().unwrap();
+        if let Some(ls) = map.get(vg).filter(|l| l.gl_enabled) {
+            return Ok(ls.clone());
+        }
+        map.values()
+            .find(|l| l.gl_enabled && l.phase() == Phase::Running)
+            .cloned()
+            .ok_or_else(|| err(ErrorCode::NoLockspace, "no started VG holds the global lock"))
+    }
+
+    pub fn handle(&self, conn: ConnId, req: Request) -> Response {
+        let r = match req {
+            Request::Hello { version } if version == PROTOCOL_VERSION => {
+                Ok(Response::Hello { version, host_id: self.env.host.host_id, host_name: self.cfg.host_name.clone() })
+            }
+            Request::Hello { version } => Err(err(
+                ErrorCode::BadRequest,
+                format!("protocol version {version} is not supported (this lockd speaks {PROTOCOL_VERSION})"),
+            )),
+            Request::LockStart { vg, vg_uuid, area } => self.lock_start(&vg, &vg_uuid, area),
+            Request::LockStop { vg, force } => self.lock_stop(&vg, force),
+            Request::Lock { vg, resource, mode, persistent, area } => {
+                self.lock(conn, &vg, &resource, mode, persistent, area.as_ref())
+            }
+            Request::InitLv { vg, lv_uuid, area } => self.with_area(&vg, area.as_ref()).and_then(|ls| {
+                let offset = ls.init_lv(conn, &lv_uuid)?;
+                Ok(Response::LvLease { offset })
+            }),
+            Request::FreeLv { vg, lv_uuid, offset, area } => self.with_area(&vg, area.as_ref()).and_then(|ls| {
+                ls.free_lv(conn, &lv_uuid, offset)?;
+                Ok(Response::Ok)
+            }),
+            Request::VgUpdate { vg, version } => self.get(&vg).and_then(|ls| {
+                ls.vg_update(conn, version)?;
+                Ok(Response::Ok)
+            }),
+            Request::Status => Ok(Response::Status(self.status())),
+        };
+        r.unwrap_or_else(Response::Error)
+    }
+
+    fn with_area(&self, vg: &str, area: Option<&LeaseArea>) -> Result<Arc<Lockspace>, ErrorReply> {
+        let ls = self.get(vg)?;
+        if let Some(a) = area {
+            ls.update_area(a)?;
+        }
+        Ok(ls)
+    }
+
+    fn lock(
+        &self,
+        conn: ConnId,
+        vg: &str,
+        resource: &Resource,
+        mode: Mode,
+        persistent: bool,
+        area: Option<&LeaseArea>,
+    ) -> Result<Response, ErrorReply> {
+        if persistent && !matches!(resource, Resource::Lv { .. }) {
+            return Err(err(ErrorCode::BadRequest, "only LV locks can be persistent"));
+        }
+        let ls = match resource {
+            Resource::Gl => self.gl_lockspace(vg)?,
+            _ => self.with_area(vg, area)?,
+        };
+        let vg_version = ls.lock(conn, resource, mode, persistent)?;
+        Ok(Response::Locked { vg_version })
+    }
+
+    fn lock_start(&self, vg: &str, vg_uuid: &str, area: LeaseArea) -> Result<Response, ErrorReply> {
+        let already = |ls: &Lockspace| Response::Started {
+            already: true,
+            host_id: self.env.host.host_id,
+            generation: ls.shared().generation,
+        };
+        {
+            let mut map = self.lockspaces.lock().unwrap();
+            while let Some(ls) = map.get(vg).cloned() {
+                if ls.vg_uuid != vg_uuid {
+                    return Err(err(
+                        ErrorCode::Refused,
+                        format!("a VG {vg} with another UUID ({}) is started here", ls.vg_uuid),
+                    ));
+                }
+                match ls.phase() {
+                    Phase::Running => return Ok(already(&ls)),
+                    Phase::Starting => map = self.started.wait(map).unwrap(),
+                    Phase::Stopping => return Err(err(ErrorCode::Busy, format!("VG {vg} lock stop in progress"))),
+                    Phase::Failed(r) => {
+                        return Err(err(
+                            ErrorCode::LockspaceFailed,
+                            format!("VG {vg} lockspace failed ({r}); lock-stop it before starting again"),
+                        ))
+                    }
+                }
+            }
+        }
+        let ls = Arc::new(Lockspace::new(self.env.clone(), vg, vg_uuid, area)?);
+        {
+            let mut map = self.lockspaces.lock().unwrap();
+            if map.contains_key(vg) {
+                // Another start got in first; it answers as above.
+                drop(map);
+                return self.lock_start(vg, vg_uuid, ls.lease_area());
+            }
+            map.insert(vg.to_string(), ls.clone());
+        }
+        let r = ls.join();
+        let mut map = self.lockspaces.lock().unwrap();
+        if r.is_err() {
+            map.remove(vg);
+        }
+        self.started.notify_all();
+        drop(map);
+        let generation = r?;
+        Ok(Response::Started { already: false, host_id: self.env.host.host_id, generation })
+    }
+
+    fn lock_stop(&self, vg: &str, force: bool) -> Result<Response, ErrorReply> {
+        let ls = self.get(vg)?;
+        let released_lv_locks = ls.stop(force)?;
+        self.lockspaces.lock().unwrap().remove(vg);
+        Ok(Response::Stopped { released_lv_locks })
+    }
+
+    /// A client connection closed: its commands' locks end.
+    pub fn conn_closed(&self, conn: ConnId) {
+        let all: Vec<Arc<Lockspace>> = self.lockspaces.lock().unwrap().values().cloned().collect();
+        for ls in all {
+            ls.release_conn(conn);
+        }
+    }
+
+    pub fn status(&self) -> DaemonStatus {
+        let all: Vec<Arc<Lockspace>> = self.lockspaces.lock().unwrap().values().cloned().collect();
+        DaemonStatus {
+            host_id: self.env.host.host_id,
+            host_name: self.cfg.host_name.clone(),
+            pid: std::process::id(),
+            io_timeout: self.cfg.io_timeout,
+            watchdog_fire_timeout: self.cfg.watchdog_fire_timeout,
+            use_watchdog: self.cfg.use_watchdog,
+            lockspaces: all.iter().map(|l| l.status()).collect(),
+        }
+    }
+
+    /// Resumes the lockspaces recorded by a previous lockd of this boot (see `state.rs`).
+    pub fn resume_all(&self) {
+        let (saved, bad) = self.env.state.load_all();
+        for (p, e) in bad {
+            error!("state file {}: {e}; ignored", p.display());
+        }
+        for s in saved {
+            if s.boot_id != self.env.boot_id {
+                info!("lockspace lvm_{}: state from an earlier boot; discarded", s.vg);
+                let _ = self.env.state.remove(&s.vg);
+                continue;
+            }
+            if s.host_id != self.env.host.host_id || s.host_name != self.cfg.host_name {
+                error!(
+                    "lockspace lvm_{}: recorded as host_id {} name {:?}, but this lockd is host_id {} name {:?}; \
+                     not resumed (its leases expire; the watchdog covers any LV still in use)",
+                    s.vg, s.host_id, s.host_name, self.env.host.host_id, self.cfg.host_name
+                );
+                continue;
+            }
+            let ls = match Lockspace::new(self.env.clone(), &s.vg, &s.vg_uuid, s.area.clone()) {
+                Ok(l) => Arc::new(l),
+                Err(e) => {
+                    error!("lockspace lvm_{}: cannot resume: {}; its leases expire", s.vg, e.message);
+                    continue;
+                }
+            };
+            self.lockspaces.lock().unwrap().insert(s.vg.clone(), ls.clone());
+            match ls.resume(&s) {
+                Ok(()) => ls.restore_locks(&s.locks, s.generation),
+                Err(reason) => {
+                    warn!("lockspace lvm_{}: cannot resume: {reason}", s.vg);
+                    ls.load_records(&s.locks);
+                    ls.fail_resumed(&s, format!("not resumable after restart: {reason}"));
+                }
+            }
+        }
+    }
+}

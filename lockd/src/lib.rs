@@ -1,0 +1,81 @@
+//! lockd: the sanlvm lock daemon, one per host (lvmlockd + sanlock's roles in one process).
+//!
+//! - [`config`]: `lvmlocal.toml`, shared with lvtool.
+//! - [`protocol`]: the lvtool ↔ lockd requests and replies, and their framing.
+//! - [`server`]: the root-only unix socket; [`client`]: the blocking client lvtool uses.
+//! - [`daemon`]: started lockspaces and request dispatch.
+//! - [`lockspace`]: one per started VG: delta lease, renewal thread, failure handling.
+//! - [`locks`]: GL/VG/LV locks as paxos leases, local holders, conflicts.
+//! - [`state`]: what a restarted lockd needs to resume the same delta lease generation.
+//! - [`watchdog`]: wdmd clients; [`fence`]: what happens to a failed VG's LVs.
+//! - [`disk`]: the lease LV mapped onto its PVs.
+//! - [`status`]: `lockd status` output.
+
+// `is_multiple_of` needs Rust 1.87; the workspace supports 1.85 (rust-version).
+#![allow(clippy::manual_is_multiple_of)]
+
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod disk;
+pub mod fence;
+pub mod locks;
+pub mod lockspace;
+pub mod protocol;
+pub mod server;
+pub mod state;
+pub mod status;
+pub mod util;
+pub mod watchdog;
+
+use std::sync::Arc;
+
+use tracing::{error, info, warn};
+
+/// `lockd daemon`: runs in the foreground until killed. Leases stay held when it exits; a
+/// lockd started again within 8N resumes them.
+pub fn run_daemon(cfg: config::Config, fencer: Arc<dyn fence::Fencer>) -> Result<(), String> {
+    for k in &cfg.unknown_keys {
+        warn!("{}: unknown key `{k}` ignored", cfg.origin);
+    }
+    let host_id = cfg.require_host_id().map_err(|e| e.to_string())?;
+    let watchdog: Arc<dyn watchdog::WatchdogFactory> = if cfg.use_watchdog {
+        Arc::new(watchdog::Wdmd { run_dir: cfg.wdmd_run_dir.clone(), fire_timeout: cfg.watchdog_fire_timeout })
+    } else {
+        error!(
+            "use_watchdog = false in {}: NO WATCHDOG PROTECTS THE LEASES. A host that stops renewing is not \
+             reset, and other hosts take its leases after 8N+W while it may still write. Tests only.",
+            cfg.origin
+        );
+        Arc::new(watchdog::NoWatchdog)
+    };
+    let listener = server::bind(&cfg.run_dir).map_err(|e| format!("{}: {e}", cfg.run_dir.display()))?;
+    let run_dir = cfg.run_dir.clone();
+    let (n, w) = (cfg.io_timeout, cfg.watchdog_fire_timeout);
+    let name = cfg.host_name.clone();
+    let d = Arc::new(daemon::Daemon::new(cfg, watchdog, fencer)?);
+    d.resume_all();
+    info!(
+        "lockd ready: host_id {host_id} name {name:?} io_timeout {n} watchdog_fire_timeout {w} socket {} mono_ms={}",
+        run_dir.join(config::SOCKET_NAME).display(),
+        util::mono_ms()
+    );
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    server::serve(d, listener);
+    Ok(())
+}
+
+/// Log lines on stderr (journald adds its own time stamps); `LOCKD_DEBUG` adds every renewal.
+pub fn init_logging() {
+    let level = if std::env::var_os("LOCKD_DEBUG").is_some() { tracing::Level::DEBUG } else { tracing::Level::INFO };
+    let fmt = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_max_level(level);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        fmt.without_time().init();
+    } else {
+        fmt.init();
+    }
+}

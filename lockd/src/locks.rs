@@ -1,0 +1,798 @@
+//! The locks of one lockspace, in lvmlockd's model.
+//!
+//! Every resource (GL, VG, one per LV) is held on disk at most once per host, as one paxos
+//! lease in the strongest mode any local holder needs. Local holders are commands (one per
+//! client connection: GL and VG locks, and LV locks a metadata change takes) and the host itself
+//! (persistent LV locks of activated LVs, which outlive the command). Local conflicts are
+//! checked here; remote ones by the paxos acquire with OWNER_NOWAIT semantics
+//! (`wait_for_owner = false`): a live holder fails the request at once, a holder our renewal
+//! thread has seen silent for its host_dead no longer counts. GL/VG requests retry conflicts for
+//! `Timeouts::command_lock_wait` (other commands finish quickly); LV conflicts fail at once.
+//!
+//! A resource being acquired, converted or released is marked busy; other requests for it wait,
+//! requests for other resources run in parallel.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lease::clock::{Clock, SystemClock};
+use lease::delta_lease::ProtocolFaults;
+use lease::diskio::{block_on, Disk};
+use lease::host_status::HostStatusTable;
+use lease::ondisk::{LeaderRecord, LeaseKind, Name, PaxosDblock, RecordError};
+use lease::paxos_lease::{self, AcquireOptions, HeldResource, Mode as PMode, PaxosCtx, ResourceArea};
+use lease::timeouts::BALLOT_BACKOFF_MAX;
+use lease::LeaseError;
+use tracing::{info, warn};
+
+use crate::fence::FencedLv;
+use crate::lockspace::{err, lease_err, Lockspace, Phase};
+use crate::protocol::{ErrorCode, ErrorReply, LockInfo, Mode, Resource};
+use crate::state::{hex, unhex, SavedHeld, SavedLock};
+use crate::util::{mono, mono_ms};
+
+pub const GL_LOCK_BEGIN: u64 = 65;
+pub const VG_LOCK_BEGIN: u64 = 66;
+pub const LV_LOCK_BEGIN: u64 = 67;
+pub const R_NAME_GL: &str = "GLLK";
+pub const R_NAME_VG: &str = "VGLK";
+pub const R_NAME_UNUSED: &str = "#unused";
+/// lvmlockd's `struct val_blk` version.
+pub const VAL_BLK_VERSION: u16 = 0x0101;
+
+/// A client connection of the daemon.
+pub type ConnId = u64;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    Gl,
+    Vg,
+    Lv(String),
+}
+
+pub struct Res {
+    /// LV offset of the lease.
+    pub offset: u64,
+    pub lv_name: Option<String>,
+    /// Our paxos hold on disk.
+    pub held: Option<HeldResource>,
+    /// Commands holding it, and in which mode.
+    pub conns: BTreeMap<ConnId, PMode>,
+    /// The host's own hold (activated LV).
+    pub persistent: Option<PMode>,
+    pub busy: bool,
+    /// An acquire or convert is in flight.
+    pub pending: bool,
+}
+
+impl Res {
+    fn new(offset: u64, lv_name: Option<String>) -> Res {
+        Res { offset, lv_name, held: None, conns: BTreeMap::new(), persistent: None, busy: false, pending: false }
+    }
+    fn unused(&self) -> bool {
+        self.held.is_none() && self.conns.is_empty() && self.persistent.is_none() && !self.busy
+    }
+}
+
+#[derive(Default)]
+pub struct Table {
+    pub res: BTreeMap<Key, Res>,
+}
+
+fn pmode(m: Mode) -> Option<PMode> {
+    match m {
+        Mode::Ex => Some(PMode::Exclusive),
+        Mode::Sh => Some(PMode::Shared),
+        Mode::Un => None,
+    }
+}
+
+fn mode_of(m: PMode) -> Mode {
+    match m {
+        PMode::Exclusive => Mode::Ex,
+        PMode::Shared => Mode::Sh,
+    }
+}
+
+/// The strongest mode any holder needs.
+fn required(conns: &BTreeMap<ConnId, PMode>, persistent: Option<PMode>) -> Option<PMode> {
+    let all = conns.values().copied().chain(persistent);
+    all.fold(None, |acc, m| {
+        if acc == Some(PMode::Exclusive) || m == PMode::Exclusive {
+            Some(PMode::Exclusive)
+        } else {
+            Some(m)
+        }
+    })
+}
+
+/// Why `conn` cannot have `want` while the others here hold what they hold.
+fn local_conflict(key: &Key, res: &Res, conn: ConnId, want: PMode, persistent: bool) -> Option<String> {
+    let others = res.conns.iter().filter(|(c, _)| **c != conn).map(|(_, m)| *m);
+    let clash = |m: PMode| m == PMode::Exclusive || want == PMode::Exclusive;
+    if let Key::Lv(_) = key {
+        if !persistent {
+            // The host's own hold covers a command's request, unless it is shared and the
+            // command needs exclusive (the LV is active shared here).
+            if res.persistent == Some(PMode::Shared) && want == PMode::Exclusive {
+                return Some("it is active in shared mode on this host".into());
+            }
+        }
+    }
+    if others.into_iter().any(clash) {
+        return Some("another command on this host holds it".into());
+    }
+    None
+}
+
+/// Why a disk operation failed: a lease error (conflicts name holders from the host table,
+/// which is consulted after the table lock is dropped), or a ready reply.
+enum OpError {
+    Lease(LeaseError),
+    Reply(ErrorReply),
+}
+
+impl std::fmt::Display for OpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpError::Lease(e) => write!(f, "{e}"),
+            OpError::Reply(r) => f.write_str(&r.message),
+        }
+    }
+}
+
+/// What a request is about, resolved against the lockspace.
+struct Target {
+    key: Key,
+    area: ResourceArea,
+    lv_name: Option<String>,
+}
+
+impl Lockspace {
+    fn target(&self, r: &Resource) -> Result<Target, ErrorReply> {
+        let a = self.geometry.area_bytes();
+        let (key, offset, name, lv_name) = match r {
+            Resource::Gl => {
+                if !self.gl_enabled {
+                    return Err(err(ErrorCode::NoLockspace, format!("VG {} does not hold the global lock", self.vg)));
+                }
+                (Key::Gl, GL_LOCK_BEGIN * a, R_NAME_GL.to_string(), None)
+            }
+            Resource::Vg => (Key::Vg, VG_LOCK_BEGIN * a, R_NAME_VG.to_string(), None),
+            Resource::Lv { uuid, offset, name } => {
+                let size = self.lease_area().size();
+                if *offset < LV_LOCK_BEGIN * a || offset % a != 0 || offset + a > size {
+                    return Err(err(
+                        ErrorCode::BadRequest,
+                        format!("LV {}/{name}: lease offset {offset} is not an LV slot of the lease LV", self.vg),
+                    ));
+                }
+                (Key::Lv(uuid.clone()), *offset, uuid.clone(), Some(name.clone()).filter(|n| !n.is_empty()))
+            }
+        };
+        let name = Name::new(&name).map_err(|e| err(ErrorCode::BadRequest, format!("resource name: {e}")))?;
+        Ok(Target {
+            key,
+            area: ResourceArea { lockspace: self.ls_name, name, offset, geometry: self.geometry },
+            lv_name,
+        })
+    }
+
+    /// How a resource is called in messages.
+    fn describe(&self, key: &Key, lv_name: Option<&str>) -> String {
+        match key {
+            Key::Gl => format!("global lock (in VG {})", self.vg),
+            Key::Vg => format!("VG {} lock", self.vg),
+            Key::Lv(u) => format!("LV {}/{}", self.vg, lv_name.unwrap_or(u)),
+        }
+    }
+
+    /// A conflict with other hosts as a reply naming them.
+    fn conflict(&self, t: &Target, e: &LeaseError) -> ErrorReply {
+        let what = self.describe(&t.key, t.lv_name.as_deref());
+        let holders = match e {
+            LeaseError::IdLive { owner_id, owner_generation }
+            | LeaseError::OwnedRetry { owner_id, owner_generation }
+            | LeaseError::Owned { owner_id, owner_generation } => {
+                vec![self.describe_host(*owner_id, *owner_generation, false)]
+            }
+            LeaseError::Other { owner_id } => vec![self.describe_host(*owner_id, 0, false)],
+            LeaseError::SharedHeld { holders } => holders.iter().map(|h| self.describe_host(*h, 0, true)).collect(),
+            LeaseError::ShortHoldRetry => vec![],
+            _ => return lease_err(&what, e),
+        };
+        let list: Vec<String> = holders.iter().map(|h| h.to_string()).collect();
+        let verb = if matches!(t.key, Key::Lv(_)) { "is locked" } else { "is held" };
+        let message = if list.is_empty() {
+            format!("{what} {verb} by other hosts (busy)")
+        } else {
+            format!("{what} {verb} by {}", list.join(", "))
+        };
+        ErrorReply { code: ErrorCode::Conflict, message, holders }
+    }
+
+    /// Generation and host table for an operation; `new`: it takes a new hold (refused unless
+    /// running), otherwise it releases (allowed while stopping).
+    fn io_ctx(&self, new: bool) -> Result<(u64, HostStatusTable), ErrorReply> {
+        if new {
+            return self.check_usable();
+        }
+        let t = self.env.timeouts;
+        let sh = self.shared();
+        if matches!(sh.phase, Phase::Failed(_)) || mono() + t.io() >= sh.last_success + t.renewal_fail() {
+            return Err(err(ErrorCode::LockspaceFailed, format!("VG {} lockspace is not renewed", self.vg)));
+        }
+        Ok((sh.generation, sh.hosts.clone()))
+    }
+
+    /// Moves our disk hold from `held` to `new`. Returns the hold afterwards and the outcome.
+    fn paxos_change(
+        &self,
+        area: &ResourceArea,
+        held: Option<HeldResource>,
+        new: Option<PMode>,
+    ) -> (Option<HeldResource>, Result<(), OpError>) {
+        let (gen, hosts) = match self.io_ctx(new.is_some()) {
+            Ok(x) => x,
+            Err(e) => return (held, Err(OpError::Reply(e))),
+        };
+        let disk = self.disk();
+        let clock = SystemClock::default();
+        let ctx = PaxosCtx {
+            disk: &*disk,
+            clock: &clock,
+            timeouts: self.env.timeouts,
+            lockspace: self.ls_area,
+            host_id: self.env.host.host_id,
+            generation: gen,
+            hosts: Some(&hosts),
+            faults: ProtocolFaults::default(),
+        };
+        let wrap = |e: LeaseError| Err(OpError::Lease(e));
+        match (held, new) {
+            (None, None) => (None, Ok(())),
+            (None, Some(mode)) => {
+                match block_on(paxos_lease::acquire(&ctx, area, AcquireOptions { mode, wait_for_owner: false })) {
+                    Ok(h) => (Some(h), Ok(())),
+                    Err(e) => (None, wrap(e)),
+                }
+            }
+            (Some(h), None) => match block_on(paxos_lease::release(&ctx, &h)) {
+                Ok(()) => (None, Ok(())),
+                Err(e) => (Some(h), wrap(e)),
+            },
+            (Some(mut h), Some(mode)) => {
+                let r = block_on(paxos_lease::convert(&ctx, &mut h, mode));
+                (Some(h), r.or_else(wrap))
+            }
+        }
+    }
+
+    /// Takes, converts or releases a lock for `conn` (or the host, `persistent`). For the VG
+    /// lock, returns the version in its value block.
+    pub fn lock(&self, conn: ConnId, r: &Resource, mode: Mode, persistent: bool) -> Result<Option<u32>, ErrorReply> {
+        let t = self.target(r)?;
+        self.lock_target(conn, &t, pmode(mode), persistent)
+    }
+
+    fn lock_target(
+        &self,
+        conn: ConnId,
+        t: &Target,
+        want: Option<PMode>,
+        persistent: bool,
+    ) -> Result<Option<u32>, ErrorReply> {
+        let timeouts = self.env.timeouts;
+        let deadline = mono() + timeouts.command_lock_wait();
+        // Commands' GL/VG locks wait a little for other commands; LV locks never wait.
+        let may_wait = !persistent && !matches!(t.key, Key::Lv(_));
+        let clock = SystemClock::default();
+        loop {
+            let mut tb = self.table.lock().unwrap();
+            while tb.res.get(&t.key).is_some_and(|x| x.busy) {
+                tb = self.table_cv.wait(tb).unwrap();
+            }
+            if want.is_some() {
+                // Before creating an entry: a failed or stopping lockspace takes no new locks.
+                self.check_usable()?;
+            }
+            let res = tb.res.entry(t.key.clone()).or_insert_with(|| Res::new(t.area.offset, t.lv_name.clone()));
+            if res.offset != t.area.offset {
+                let held_at = res.offset;
+                return Err(err(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "{}: lease offset {} differs from {held_at} held here",
+                        self.describe(&t.key, None),
+                        t.area.offset
+                    ),
+                ));
+            }
+            if t.lv_name.is_some() {
+                res.lv_name = t.lv_name.clone();
+            }
+            let mut conns = res.conns.clone();
+            let mut pers = res.persistent;
+            if persistent {
+                pers = want;
+            } else {
+                match want {
+                    Some(m) => conns.insert(conn, m),
+                    None => conns.remove(&conn),
+                };
+            }
+            if let Some(w) = want {
+                if let Some(why) = local_conflict(&t.key, res, conn, w, persistent) {
+                    if res.unused() {
+                        tb.res.remove(&t.key);
+                    }
+                    if may_wait && mono() < deadline {
+                        let left = deadline.saturating_sub(mono());
+                        drop(self.table_cv.wait_timeout(tb, left).unwrap());
+                        continue;
+                    }
+                    let what = self.describe(&t.key, t.lv_name.as_deref());
+                    return Err(err(ErrorCode::Conflict, format!("{what} is busy: {why}")));
+                }
+            }
+            let old = res.held.as_ref().map(|h| h.mode);
+            let new = required(&conns, pers);
+            // In a failed lockspace an unlock only forgets (nothing may be written).
+            let failed = matches!(self.shared().phase, Phase::Failed(_));
+            if old == new || (want.is_none() && failed) {
+                let changed = res.persistent != pers || res.conns.is_empty() != conns.is_empty();
+                res.conns = conns;
+                res.persistent = pers;
+                if failed && res.conns.is_empty() && res.persistent.is_none() {
+                    res.held = None;
+                }
+                if res.unused() {
+                    tb.res.remove(&t.key);
+                }
+                drop(tb);
+                if changed {
+                    self.save();
+                }
+                return Ok(self.vg_version(t, want));
+            }
+            res.busy = true;
+            res.pending = new.is_some();
+            let held = res.held.clone();
+            drop(tb);
+            if new.is_some() {
+                // Record the intent: a restart finds out whether the lease became ours.
+                self.save();
+            }
+            let (after, outcome) = self.paxos_change(&t.area, held, new);
+            let mut tb = self.table.lock().unwrap();
+            let res = tb.res.get_mut(&t.key).expect("busy entries stay");
+            res.busy = false;
+            res.pending = false;
+            res.held = after;
+            let ok = outcome.is_ok();
+            // A release that failed still ends the holders' claims; the hold stays for a retry.
+            if ok || want.is_none() {
+                res.conns = conns;
+                res.persistent = pers;
+            }
+            if res.unused() {
+                tb.res.remove(&t.key);
+            }
+            self.table_cv.notify_all();
+            drop(tb);
+            self.save();
+            match outcome {
+                Ok(()) => {
+                    info!(
+                        "lockspace {}: {} {} {} mono_ms={}",
+                        self.ls_name,
+                        self.describe(&t.key, t.lv_name.as_deref()),
+                        match new {
+                            Some(PMode::Exclusive) => "held ex",
+                            Some(PMode::Shared) => "held sh",
+                            None => "released",
+                        },
+                        if persistent { "(persistent)" } else { "" },
+                        mono_ms()
+                    );
+                    return Ok(self.vg_version(t, want));
+                }
+                Err(e) => {
+                    let reply = match e {
+                        OpError::Lease(le) => self.conflict(t, &le),
+                        OpError::Reply(r) => r,
+                    };
+                    if reply.code == ErrorCode::Conflict && may_wait && mono() < deadline {
+                        clock_sleep(&clock, clock.random_delay(BALLOT_BACKOFF_MAX));
+                        continue;
+                    }
+                    info!("lockspace {}: {} mono_ms={}", self.ls_name, reply.message, mono_ms());
+                    return Err(reply);
+                }
+            }
+        }
+    }
+
+    /// The VG lease's value block version, after taking the VG lock.
+    fn vg_version(&self, t: &Target, want: Option<PMode>) -> Option<u32> {
+        if t.key != Key::Vg || want.is_none() || !self.geometry.has_lvb() {
+            return None;
+        }
+        let disk = self.disk();
+        let buf = block_on(paxos_lease::read_lvb(&*disk, &t.area, self.env.timeouts)).ok()?;
+        let version = u16::from_le_bytes([buf[0], buf[1]]);
+        let r_version = u32::from_le_bytes(buf[4..8].try_into().unwrap());
+        (version == VAL_BLK_VERSION).then_some(r_version)
+    }
+
+    /// Releases every lock `conn` holds (its command ended).
+    pub fn release_conn(&self, conn: ConnId) {
+        let keys: Vec<(Key, u64, Option<String>)> = {
+            let tb = self.table.lock().unwrap();
+            tb.res
+                .iter()
+                .filter(|(_, r)| r.conns.contains_key(&conn))
+                .map(|(k, r)| (k.clone(), r.offset, r.lv_name.clone()))
+                .collect()
+        };
+        for (key, offset, lv_name) in keys {
+            let name = match &key {
+                Key::Gl => R_NAME_GL.to_string(),
+                Key::Vg => R_NAME_VG.to_string(),
+                Key::Lv(u) => u.clone(),
+            };
+            let Ok(name) = Name::new(&name) else { continue };
+            let t = Target {
+                key,
+                area: ResourceArea { lockspace: self.ls_name, name, offset, geometry: self.geometry },
+                lv_name,
+            };
+            if let Err(e) = self.lock_target(conn, &t, None, false) {
+                warn!("lockspace {}: releasing a lock of a finished command: {}", self.ls_name, e.message);
+            }
+        }
+    }
+
+    /// Whether `conn` holds the VG lock exclusively (needed to change the lease area).
+    fn require_vg_ex(&self, conn: ConnId, what: &str) -> Result<(), ErrorReply> {
+        let tb = self.table.lock().unwrap();
+        match tb.res.get(&Key::Vg).and_then(|r| r.conns.get(&conn)) {
+            Some(PMode::Exclusive) => Ok(()),
+            _ => Err(err(ErrorCode::Refused, format!("{what} needs the VG {} lock in ex mode", self.vg))),
+        }
+    }
+
+    /// lvmlockd's find_free_lock + init_lv: names the first free LV slot after `lv_uuid`.
+    pub fn init_lv(&self, conn: ConnId, lv_uuid: &str) -> Result<u64, ErrorReply> {
+        self.check_usable()?;
+        self.require_vg_ex(conn, "init_lv")?;
+        let name = Name::new(lv_uuid).map_err(|e| err(ErrorCode::BadRequest, format!("LV uuid: {e}")))?;
+        let a = self.geometry.area_bytes();
+        let size = self.lease_area().size();
+        let disk = self.disk();
+        let t = self.env.timeouts;
+        let mut offset = LV_LOCK_BEGIN * a;
+        while offset + a <= size {
+            let buf = block_on(disk.read(offset, self.geometry.sector_bytes(), t.io()))
+                .map_err(|e| err(ErrorCode::Io, format!("VG {}: read LV slot at {offset}: {e}", self.vg)))?;
+            let free = match LeaderRecord::verify_any_name(&buf, LeaseKind::Paxos) {
+                Ok(l) if l.resource_name.as_str_lossy() == R_NAME_UNUSED => true,
+                Ok(l) if l.resource_name == name => {
+                    return Err(err(
+                        ErrorCode::Refused,
+                        format!("VG {}: a lease for LV {lv_uuid} exists at {offset}", self.vg),
+                    ))
+                }
+                Ok(_) => false,
+                Err(RecordError::Magic { .. }) | Err(RecordError::Cleared) => true,
+                Err(e) => return Err(err(ErrorCode::Corrupt, format!("VG {}: LV slot at {offset}: {e}", self.vg))),
+            };
+            if free {
+                let area = ResourceArea { lockspace: self.ls_name, name, offset, geometry: self.geometry };
+                block_on(paxos_lease::init(&*disk, &area, 0, false, t))
+                    .map_err(|e| lease_err(&format!("VG {}: init LV lease at {offset}", self.vg), &e))?;
+                info!("lockspace {}: LV lease {lv_uuid} initialised at {offset}", self.ls_name);
+                return Ok(offset);
+            }
+            offset += a;
+        }
+        Err(err(ErrorCode::NoSpace, format!("VG {}: no free LV lease slot in the lease LV ({size} bytes)", self.vg)))
+    }
+
+    /// lvmlockd's free_lv: our holds of the lease end, its slot becomes `#unused`.
+    pub fn free_lv(&self, conn: ConnId, lv_uuid: &str, offset: u64) -> Result<(), ErrorReply> {
+        self.check_usable()?;
+        self.require_vg_ex(conn, "free_lv")?;
+        let t = self.target(&Resource::Lv { uuid: lv_uuid.into(), offset, name: String::new() })?;
+        let holders: Vec<ConnId> = {
+            let tb = self.table.lock().unwrap();
+            match tb.res.get(&t.key) {
+                Some(r) if r.persistent.is_some() => {
+                    return Err(err(
+                        ErrorCode::Refused,
+                        format!(
+                            "{} is active on this host; deactivate it first",
+                            self.describe(&t.key, r.lv_name.as_deref())
+                        ),
+                    ))
+                }
+                Some(r) => r.conns.keys().copied().collect(),
+                None => vec![],
+            }
+        };
+        for c in holders {
+            self.lock_target(c, &t, None, false)?;
+        }
+        let disk = self.disk();
+        let timeouts = self.env.timeouts;
+        let buf = block_on(disk.read(offset, self.geometry.sector_bytes(), timeouts.io()))
+            .map_err(|e| err(ErrorCode::Io, format!("VG {}: read LV slot at {offset}: {e}", self.vg)))?;
+        match LeaderRecord::verify_any_name(&buf, LeaseKind::Paxos) {
+            Ok(l) if l.resource_name == t.area.name => {}
+            Ok(l) if l.resource_name.as_str_lossy() == R_NAME_UNUSED => return Ok(()),
+            Ok(l) => {
+                return Err(err(
+                    ErrorCode::Refused,
+                    format!("VG {}: slot at {offset} holds {}, not LV {lv_uuid}", self.vg, l.resource_name),
+                ))
+            }
+            Err(e) => return Err(err(ErrorCode::Corrupt, format!("VG {}: LV slot at {offset}: {e}", self.vg))),
+        }
+        let unused = ResourceArea { name: Name::new(R_NAME_UNUSED).expect("valid"), ..t.area };
+        block_on(paxos_lease::init(&*disk, &unused, 0, false, timeouts))
+            .map_err(|e| lease_err(&format!("VG {}: free LV lease at {offset}", self.vg), &e))?;
+        info!("lockspace {}: LV lease {lv_uuid} at {offset} freed", self.ls_name);
+        Ok(())
+    }
+
+    /// lvmlockd's vg_update: the VG lease's value block carries the new metadata version.
+    pub fn vg_update(&self, conn: ConnId, version: u32) -> Result<(), ErrorReply> {
+        self.check_usable()?;
+        self.require_vg_ex(conn, "vg_update")?;
+        if !self.geometry.has_lvb() {
+            return Ok(());
+        }
+        let t = self.target(&Resource::Vg)?;
+        let mut vb = [0u8; 8];
+        vb[..2].copy_from_slice(&VAL_BLK_VERSION.to_le_bytes());
+        vb[4..].copy_from_slice(&version.to_le_bytes());
+        block_on(paxos_lease::write_lvb(&*self.disk(), &t.area, &vb, self.env.timeouts))
+            .map_err(|e| lease_err(&format!("VG {}: write the VG lock value block", self.vg), &e))
+    }
+
+    /// LVs whose leases we hold (or hold for the host).
+    pub fn held_lvs(&self) -> Vec<FencedLv> {
+        let tb = self.table.lock().unwrap();
+        tb.res
+            .iter()
+            .filter_map(|(k, r)| match k {
+                Key::Lv(u) if r.persistent.is_some() || r.held.is_some() => {
+                    Some(FencedLv { uuid: u.clone(), name: r.lv_name.clone() })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Releases every hold on disk (lock-stop). Returns how many LV locks were released.
+    pub fn release_all(&self) -> usize {
+        let mut lvs = 0;
+        let keys: Vec<Key> = self.table.lock().unwrap().res.keys().cloned().collect();
+        for key in keys {
+            let held = {
+                let mut tb = self.table.lock().unwrap();
+                while tb.res.get(&key).is_some_and(|r| r.busy) {
+                    tb = self.table_cv.wait(tb).unwrap();
+                }
+                let Some(r) = tb.res.remove(&key) else { continue };
+                if matches!(key, Key::Lv(_)) && r.persistent.is_some() {
+                    lvs += 1;
+                }
+                r.held
+            };
+            if let Some(h) = held {
+                let area = h.area;
+                if let (_, Err(e)) = self.paxos_change(&area, Some(h), None) {
+                    warn!("lockspace {}: release of {} failed: {e}", self.ls_name, area.name);
+                }
+            }
+        }
+        self.table_cv.notify_all();
+        self.save();
+        lvs
+    }
+
+    /// After a failure, once fenced: releases what can still be written safely, i.e. well
+    /// before `host_dead` (when others may take our leases anyway), and forgets every lock.
+    pub fn release_all_after_failure(&self, host_dead: Duration) {
+        let io = self.env.timeouts.io();
+        let res: Vec<(Key, Res)> = std::mem::take(&mut self.table.lock().unwrap().res).into_iter().collect();
+        self.table_cv.notify_all();
+        let gen = self.shared().generation;
+        let disk = self.disk();
+        let clock = SystemClock::default();
+        let hosts = HostStatusTable::new(self.env.timeouts);
+        let ctx = PaxosCtx {
+            disk: &*disk,
+            clock: &clock,
+            timeouts: self.env.timeouts,
+            lockspace: self.ls_area,
+            host_id: self.env.host.host_id,
+            generation: gen,
+            hosts: Some(&hosts),
+            faults: ProtocolFaults::default(),
+        };
+        for (_, r) in res {
+            let Some(h) = r.held else { continue };
+            if mono() + 2 * io >= host_dead {
+                warn!("lockspace {}: too close to host_dead to release {}; left to expire", self.ls_name, h.area.name);
+                continue;
+            }
+            match block_on(paxos_lease::release(&ctx, &h)) {
+                Ok(()) => info!("lockspace {}: released {} after failure", self.ls_name, h.area.name),
+                Err(e) => warn!("lockspace {}: release of {} after failure: {e}", self.ls_name, h.area.name),
+            }
+        }
+    }
+
+    /// The lock table for the state file.
+    pub fn saved_locks(&self) -> Vec<SavedLock> {
+        let tb = self.table.lock().unwrap();
+        tb.res
+            .iter()
+            .filter(|(_, r)| r.held.is_some() || r.pending)
+            .map(|(k, r)| SavedLock {
+                resource: match k {
+                    Key::Gl => Resource::Gl,
+                    Key::Vg => Resource::Vg,
+                    Key::Lv(u) => {
+                        Resource::Lv { uuid: u.clone(), offset: r.offset, name: r.lv_name.clone().unwrap_or_default() }
+                    }
+                },
+                persistent: r.persistent.map(mode_of),
+                transient: !r.conns.is_empty(),
+                pending: r.pending,
+                held: r.held.as_ref().map(|h| SavedHeld {
+                    mode: mode_of(h.mode),
+                    lver: h.lver,
+                    leader: hex(&h.leader.to_bytes()),
+                    dblock: {
+                        let mut b = [0u8; lease::ondisk::DBLOCK_LEN];
+                        let mut d = h.dblock;
+                        d.encode(&mut b);
+                        hex(&b)
+                    },
+                }),
+            })
+            .collect()
+    }
+
+    pub fn lock_infos(&self) -> Vec<LockInfo> {
+        let tb = self.table.lock().unwrap();
+        tb.res
+            .iter()
+            .filter_map(|(k, r)| {
+                let h = r.held.as_ref()?;
+                Some(LockInfo {
+                    resource: match k {
+                        Key::Gl => R_NAME_GL.into(),
+                        Key::Vg => R_NAME_VG.into(),
+                        Key::Lv(u) => u.clone(),
+                    },
+                    name: r.lv_name.clone(),
+                    offset: r.offset,
+                    mode: mode_of(h.mode),
+                    lver: h.lver,
+                    persistent: r.persistent.is_some(),
+                    commands: r.conns.len(),
+                })
+            })
+            .collect()
+    }
+
+    /// What our own sector and the leader say we hold of `area` on disk now.
+    fn read_ours(&self, area: &ResourceArea, generation: u64) -> Result<Option<HeldResource>, LeaseError> {
+        let view = block_on(paxos_lease::read_resource(&*self.disk(), area, self.env.timeouts))?;
+        let me = self.env.host.host_id;
+        let Some(dblock) = view.dblocks.get(me as usize - 1).copied() else { return Ok(None) };
+        let l = &view.leader;
+        if l.timestamp != 0 && l.owner_id == me && l.owner_generation == generation {
+            return Ok(Some(HeldResource {
+                area: *area,
+                mode: PMode::Exclusive,
+                lver: l.lver,
+                leader: l.clone(),
+                dblock,
+            }));
+        }
+        let mb = view.mode_blocks.get(me as usize - 1).copied().unwrap_or_default();
+        if mb.shared() && mb.generation == generation {
+            return Ok(Some(HeldResource {
+                area: *area,
+                mode: PMode::Shared,
+                lver: l.lver,
+                leader: l.clone(),
+                dblock,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Loads recorded holds without touching the disk (a lockspace that could not be resumed
+    /// still needs to know which LVs to fence).
+    pub fn load_records(&self, saved: &[SavedLock]) {
+        let mut tb = self.table.lock().unwrap();
+        for s in saved {
+            let Ok(t) = self.target(&s.resource) else { continue };
+            let mut r = Res::new(t.area.offset, t.lv_name.clone());
+            r.persistent = s.persistent.and_then(pmode);
+            r.held = s.held.as_ref().and_then(|h| {
+                let leader = LeaderRecord::decode(&unhex(&h.leader)?).ok()?;
+                let dblock = PaxosDblock::decode(&unhex(&h.dblock)?).ok()?;
+                Some(HeldResource { area: t.area, mode: pmode(h.mode)?, lver: h.lver, leader, dblock })
+            });
+            tb.res.insert(t.key, r);
+        }
+    }
+
+    /// A resumed lockspace takes back its locks: the host's (persistent) ones stay held; those
+    /// of commands that died with the old daemon are released; an operation that was in flight
+    /// is resolved from the disk.
+    pub fn restore_locks(&self, saved: &[SavedLock], generation: u64) {
+        for s in saved {
+            let t = match self.target(&s.resource) {
+                Ok(t) => t,
+                Err(e) => {
+                    warn!("lockspace {}: recorded lock {:?} is unusable: {}", self.ls_name, s.resource, e.message);
+                    continue;
+                }
+            };
+            let recorded = s.held.as_ref().and_then(|h| {
+                let leader = LeaderRecord::decode(&unhex(&h.leader)?).ok()?;
+                let dblock = PaxosDblock::decode(&unhex(&h.dblock)?).ok()?;
+                Some(HeldResource { area: t.area, mode: pmode(h.mode)?, lver: h.lver, leader, dblock })
+            });
+            let held = if s.pending || recorded.is_none() {
+                match self.read_ours(&t.area, generation) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        warn!("lockspace {}: cannot read {}: {e}; keeping the record", self.ls_name, t.area.name);
+                        recorded
+                    }
+                }
+            } else {
+                recorded
+            };
+            let Some(held) = held else { continue };
+            let keep = s.persistent.is_some();
+            let mut tb = self.table.lock().unwrap();
+            let mut r = Res::new(t.area.offset, t.lv_name.clone());
+            r.persistent = if keep { Some(held.mode) } else { None };
+            r.held = Some(held);
+            tb.res.insert(t.key.clone(), r);
+            drop(tb);
+            if keep {
+                info!(
+                    "lockspace {}: kept {} mono_ms={}",
+                    self.ls_name,
+                    self.describe(&t.key, t.lv_name.as_deref()),
+                    mono_ms()
+                );
+            } else if let Err(e) = self.lock_target(0, &t, None, true) {
+                warn!("lockspace {}: release of a dead command's lock failed: {}", self.ls_name, e.message);
+            }
+        }
+        self.save();
+    }
+}
+
+fn clock_sleep(clock: &SystemClock, d: Duration) {
+    block_on(clock.sleep(d));
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn f<T: Send + Sync>() {}
+    f::<Arc<Lockspace>>();
+}

@@ -1,0 +1,420 @@
+//! The lvtool ↔ lockd protocol, defined once for the daemon, lvtool and `lockd status`.
+//!
+//! Framing: a 4-byte big-endian length, then that many bytes of JSON (as wdmd's protocol).
+//! One request, one response, in order, on a unix stream socket (`run_dir/lockd.sock`).
+//!
+//! Where the leases are: lockd never reads LVM metadata. lvtool, which reads the VG anyway,
+//! sends the location of the VG's lease area (the hidden `lvmlock` LV) as [`LeaseArea`]: for
+//! each segment of the LV, the PV device and the PV byte offset where that part of the LV
+//! starts, plus the sector and align size of the leases. Offsets inside the area are LV byte
+//! offsets, exactly as lvmlockd uses them (lockspace at 0, GLLK at A×65, VGLK at A×66, LV
+//! leases at the offset in the LV's `lock_args`). Requests that touch LV leases may carry a
+//! newer map (the LV grows when its slots run out), which then replaces the old one.
+//!
+//! GL and VG locks belong to the connection that took them and end with it (one command);
+//! LV locks taken with `persistent` belong to the host and stay until unlocked.
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest frame either side accepts; real messages are a few hundred bytes, a status reply of
+/// a lockspace with 2000 hosts well under this.
+pub const MAX_FRAME: usize = 1 << 20;
+/// Bumped on incompatible changes; a client sends it in `Hello`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// One piece of the lease LV: LV bytes [lv_start, lv_start+len) are at `pv_start` on `pv_path`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AreaPiece {
+    pub lv_start: u64,
+    pub len: u64,
+    pub pv_path: PathBuf,
+    pub pv_start: u64,
+}
+
+/// The lease area of a shared VG as lvtool found it in the metadata.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LeaseArea {
+    /// 512 or 4096.
+    pub sector_size: u32,
+    /// Bytes per lease (A): 1, 2, 4 or 8 MiB.
+    pub align_bytes: u64,
+    pub pieces: Vec<AreaPiece>,
+}
+
+impl LeaseArea {
+    /// Size of the LV in bytes.
+    pub fn size(&self) -> u64 {
+        self.pieces.iter().map(|p| p.lv_start + p.len).max().unwrap_or(0)
+    }
+
+    /// The device and byte offset of the lease at LV byte `offset`, which must lie inside one
+    /// piece (a lease never straddles two segments).
+    pub fn locate(&self, offset: u64) -> Option<(&PathBuf, u64)> {
+        let len = self.align_bytes;
+        self.pieces
+            .iter()
+            .find(|p| offset >= p.lv_start && offset.checked_add(len).is_some_and(|e| e <= p.lv_start + p.len))
+            .map(|p| (&p.pv_path, p.pv_start + offset - p.lv_start))
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Resource {
+    /// The global lock (GLLK of whichever started VG has it enabled).
+    Gl,
+    /// The VG lock (VGLK).
+    Vg,
+    /// An LV lease: resource name = the LV UUID (dashed), `offset` from its `lock_args`;
+    /// `name` is only for messages.
+    Lv { uuid: String, offset: u64, name: String },
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Ex,
+    Sh,
+    Un,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Optional first request: checks the protocol version.
+    Hello {
+        version: u32,
+    },
+    /// Joins lockspace `lvm_<vg>` (acquires our delta lease, renews it every 2N). Answers when
+    /// the lockspace is usable; `Started { already: true }` when it was started before.
+    LockStart {
+        vg: String,
+        vg_uuid: String,
+        area: LeaseArea,
+    },
+    /// Leaves the lockspace. Refused while LV locks are held, unless `force` (which releases
+    /// them: only for LVs known to be unused).
+    LockStop {
+        vg: String,
+        force: bool,
+    },
+    /// Takes, converts or releases a lock. GL: `vg` may be empty (lockd picks the started VG
+    /// with the enabled global lock).
+    Lock {
+        vg: String,
+        resource: Resource,
+        mode: Mode,
+        persistent: bool,
+        area: Option<LeaseArea>,
+    },
+    /// Needs the VG lock in ex: names a free LV slot after `lv_uuid`; answers `LvLease`.
+    InitLv {
+        vg: String,
+        lv_uuid: String,
+        area: Option<LeaseArea>,
+    },
+    /// Needs the VG lock in ex: drops our holds of the LV's lease and marks its slot `#unused`.
+    FreeLv {
+        vg: String,
+        lv_uuid: String,
+        offset: u64,
+        area: Option<LeaseArea>,
+    },
+    /// Needs the VG lock in ex: sets the VG lease's value block to `version` (the new seqno),
+    /// so other hosts learn that their copy of the metadata is stale.
+    VgUpdate {
+        vg: String,
+        version: u32,
+    },
+    Status,
+}
+
+/// Who holds a lock we could not get.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub host_id: u64,
+    pub generation: u64,
+    /// From the holder's delta lease, when we could read it.
+    pub host_name: Option<String>,
+    /// live, fail, dead, unknown, free (as `lockd status`).
+    pub state: String,
+    /// Wall-clock time since which this host incarnation is known live here (RFC 3339, UTC).
+    pub live_since: Option<String>,
+    /// The holder holds it shared.
+    pub shared: bool,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "host {}", self.host_id)?;
+        let mut parts = vec![];
+        if let Some(n) = &self.host_name {
+            parts.push(n.clone());
+        }
+        match &self.live_since {
+            Some(t) if self.state == "live" => parts.push(format!("live since {t}")),
+            _ => parts.push(self.state.clone()),
+        }
+        if self.shared {
+            parts.push("shared".into());
+        }
+        write!(f, " ({})", parts.join(", "))
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not a valid request (bad JSON, unknown op, bad field). The connection stays usable.
+    BadRequest,
+    /// The frame was longer than [`MAX_FRAME`]; the connection is closed after this reply.
+    TooLarge,
+    /// The peer is not root.
+    PermissionDenied,
+    /// The VG's lockspace is not started here (lvmlockd's ENOLS).
+    NoLockspace,
+    /// The lockspace is being started or stopped.
+    Busy,
+    /// Held by another host (or another command here); `holders` says by whom.
+    Conflict,
+    /// The lockspace has failed on this host (renewals stopped): no new locks.
+    LockspaceFailed,
+    /// A lease record is corrupt (checksum, magic, names): never treated as free.
+    Corrupt,
+    /// Disk I/O failed or timed out.
+    Io,
+    /// No free LV lease slot: extend the lock LV and retry with the new area.
+    NoSpace,
+    /// The request is valid but not in this state (lock-stop with LVs active, update without
+    /// the VG lock, ...).
+    Refused,
+    Internal,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ErrorReply {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(default)]
+    pub holders: Vec<Holder>,
+}
+
+impl std::fmt::Display for ErrorReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Response {
+    Hello {
+        version: u32,
+        host_id: u64,
+        host_name: String,
+    },
+    Started {
+        already: bool,
+        host_id: u64,
+        generation: u64,
+    },
+    Stopped {
+        released_lv_locks: usize,
+    },
+    /// A lock request succeeded. For the VG lock: the value block's version (the seqno of the
+    /// last change any host announced), when the lease has one.
+    Locked {
+        vg_version: Option<u32>,
+    },
+    LvLease {
+        offset: u64,
+    },
+    Ok,
+    Status(DaemonStatus),
+    Error(ErrorReply),
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DaemonStatus {
+    pub host_id: u64,
+    pub host_name: String,
+    pub pid: u32,
+    pub io_timeout: u32,
+    pub watchdog_fire_timeout: u32,
+    pub use_watchdog: bool,
+    pub lockspaces: Vec<LockspaceStatus>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LockspaceStatus {
+    pub vg: String,
+    pub lockspace: String,
+    /// starting, running, failed, stopping.
+    pub state: String,
+    pub host_id: u64,
+    pub generation: u64,
+    pub pv_path: PathBuf,
+    pub offset: u64,
+    /// Duration of the last successful renewal and the longest one, ms.
+    pub renewal_last_ms: u64,
+    pub renewal_max_ms: u64,
+    /// Time since the last successful renewal, ms.
+    pub renewal_age_ms: u64,
+    /// Whether the global lock of the started VGs lives here.
+    pub gl_enabled: bool,
+    pub hosts: Vec<HostInfo>,
+    pub locks: Vec<LockInfo>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct HostInfo {
+    pub host_id: u64,
+    pub host_name: String,
+    pub generation: u64,
+    pub state: String,
+    pub io_timeout: u16,
+    /// Time since we last saw its record change, ms (None: never seen change).
+    pub last_live_age_ms: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LockInfo {
+    /// GLLK, VGLK, or the LV UUID.
+    pub resource: String,
+    /// The LV name, when lvtool gave it.
+    pub name: Option<String>,
+    pub offset: u64,
+    pub mode: Mode,
+    pub lver: u64,
+    /// Held for the host (persistent) rather than for commands.
+    pub persistent: bool,
+    /// Commands (connections) holding it.
+    pub commands: usize,
+}
+
+#[derive(Debug)]
+pub enum FrameError {
+    Io(io::Error),
+    TooLarge(usize),
+    Json(serde_json::Error),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Io(e) => write!(f, "{e}"),
+            FrameError::TooLarge(n) => write!(f, "frame of {n} bytes exceeds the limit of {MAX_FRAME}"),
+            FrameError::Json(e) => write!(f, "malformed message: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+impl From<io::Error> for FrameError {
+    fn from(e: io::Error) -> Self {
+        FrameError::Io(e)
+    }
+}
+
+/// Encodes one frame: length prefix and JSON body.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    let body = serde_json::to_vec(msg).expect("protocol types always serialize");
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> io::Result<()> {
+    w.write_all(&encode(msg))?;
+    w.flush()
+}
+
+/// Reads one frame body (blocking). EOF before a complete frame is `UnexpectedEof`.
+pub fn read_body(r: &mut impl Read) -> Result<Vec<u8>, FrameError> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    Ok(body)
+}
+
+pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, FrameError> {
+    serde_json::from_slice(&read_body(r)?).map_err(FrameError::Json)
+}
+
+impl Response {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+        Response::Error(ErrorReply { code, message: message.into(), holders: vec![] })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let req = Request::Lock {
+            vg: "vg1".into(),
+            resource: Resource::Lv { uuid: "u".into(), offset: 70254592, name: "lv1".into() },
+            mode: Mode::Ex,
+            persistent: true,
+            area: None,
+        };
+        let bytes = encode(&req);
+        assert_eq!(u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize, bytes.len() - 4);
+        let back: Request = read_frame(&mut &bytes[..]).unwrap();
+        assert_eq!(back, req);
+        let text = std::str::from_utf8(&bytes[4..]).unwrap();
+        assert!(text.contains("\"op\":\"lock\"") && text.contains("\"kind\":\"lv\""), "{text}");
+    }
+
+    #[test]
+    fn oversized_and_malformed() {
+        let mut big = ((MAX_FRAME + 1) as u32).to_be_bytes().to_vec();
+        big.extend_from_slice(b"{}");
+        assert!(matches!(read_body(&mut &big[..]), Err(FrameError::TooLarge(_))));
+        let bad = encode(&serde_json::json!({"op": "frobnicate"}));
+        assert!(matches!(read_frame::<Request>(&mut &bad[..]), Err(FrameError::Json(_))));
+    }
+
+    #[test]
+    fn area_locates_leases_inside_one_piece() {
+        let m = 1u64 << 20;
+        let a = LeaseArea {
+            sector_size: 512,
+            align_bytes: m,
+            pieces: vec![
+                AreaPiece { lv_start: 0, len: 256 * m, pv_path: "/dev/a".into(), pv_start: m },
+                AreaPiece { lv_start: 256 * m, len: 256 * m, pv_path: "/dev/b".into(), pv_start: 8 * m },
+            ],
+        };
+        assert_eq!(a.size(), 512 * m);
+        assert_eq!(a.locate(67 * m), Some((&PathBuf::from("/dev/a"), 68 * m)));
+        assert_eq!(a.locate(256 * m), Some((&PathBuf::from("/dev/b"), 8 * m)));
+        assert_eq!(a.locate(512 * m), None);
+        assert_eq!(a.locate(255 * m + 1), None, "straddles two pieces");
+    }
+
+    #[test]
+    fn holder_reads_like_lvmlockd_messages() {
+        let h = Holder {
+            host_id: 2,
+            generation: 3,
+            host_name: Some("node2".into()),
+            state: "live".into(),
+            live_since: Some("2025-01-01T00:00:00Z".into()),
+            shared: false,
+        };
+        assert_eq!(h.to_string(), "host 2 (node2, live since 2025-01-01T00:00:00Z)");
+    }
+}

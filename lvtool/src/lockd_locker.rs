@@ -1,0 +1,261 @@
+//! The [`Locker`] that asks lockd, on hosts with a host_id: one connection per command, so the
+//! GL and VG locks it takes end with the command; LV locks of activations are persistent.
+//!
+//! Local VGs need no locks: a VG lock request for a VG whose lockspace lockd has not started
+//! (or with lockd not running) is remembered as "not locked", and once the VG is read a shared
+//! VG without its lock is refused for a change and read with a warning (lvm2's behaviour). The
+//! global lock is skipped when no started VG holds it.
+//!
+//! lockd never reads LVM metadata: lock-start and every LV lease request carry the lease LV's
+//! map ([`lease_area`]) computed from the metadata read here.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use lease::ondisk::Geometry;
+use lockd::client::{Client, ClientError};
+use lockd::protocol::{AreaPiece, ErrorCode, LeaseArea, Mode, Request, Resource, Response};
+
+use crate::error::{Error, Result};
+use crate::lockarea::{self, LockArea};
+use crate::session::{LockMode, Locker};
+use crate::vg::{Lv, Vg};
+
+pub fn is_shared(vg: &Vg) -> bool {
+    vg.lock_type.as_deref() == Some(lockarea::LOCK_TYPE)
+}
+
+/// The map of a shared VG's lease LV: its segments on their PVs (`pv_path(i)` is the device of
+/// `vg.pvs[i]`), with the lease geometry.
+pub fn lease_area(vg: &Vg, pv_path: &dyn Fn(usize) -> Option<PathBuf>, geometry: Geometry) -> Result<LeaseArea> {
+    let lv = vg.lv(lockarea::LOCK_LV_NAME).ok_or_else(|| Error::metadata(&vg.name, "shared VG without lvmlock LV"))?;
+    let ext = vg.extent_size as u64 * 512;
+    let mut pieces = vec![];
+    for s in &lv.segments {
+        let [a] = s.stripes.as_slice() else {
+            return Err(Error::metadata(&vg.name, "lvmlock LV is striped"));
+        };
+        let i = vg.pvs.iter().position(|p| p.name == a.pv).ok_or_else(|| Error::metadata(&vg.name, "lvmlock PV"))?;
+        let path = pv_path(i).ok_or_else(|| Error::MissingPv {
+            vg: vg.name.clone(),
+            uuid: vg.pvs[i].id.to_string(),
+            hint: vg.pvs[i].device.clone(),
+        })?;
+        pieces.push(AreaPiece {
+            lv_start: s.start_extent as u64 * ext,
+            len: s.extent_count as u64 * ext,
+            pv_path: std::fs::canonicalize(&path).unwrap_or(path),
+            pv_start: vg.pvs[i].pe_start * 512 + a.pe as u64 * ext,
+        });
+    }
+    Ok(LeaseArea { sector_size: geometry.sector_bytes() as u32, align_bytes: geometry.area_bytes(), pieces })
+}
+
+fn mode(m: LockMode) -> Mode {
+    match m {
+        LockMode::Ex => Mode::Ex,
+        LockMode::Sh => Mode::Sh,
+        LockMode::Un => Mode::Un,
+    }
+}
+
+pub struct LockdLocker {
+    run_dir: PathBuf,
+    client: Option<Client>,
+    /// Connecting failed: lockd is not running.
+    absent: Option<String>,
+    /// VG locks we hold, by VG name.
+    vg_locks: HashMap<String, LockMode>,
+    /// Why a VG's lock could not be taken (lockspace not started, lockd not running).
+    unlocked: HashMap<String, String>,
+    warned: HashSet<String>,
+    /// Devices of PVs seen in this command, by PV UUID.
+    pv_paths: HashMap<String, PathBuf>,
+    /// Lease geometry per VG (read from its lockspace once).
+    geometry: HashMap<String, Geometry>,
+}
+
+impl LockdLocker {
+    pub fn new(run_dir: &Path) -> LockdLocker {
+        LockdLocker {
+            run_dir: run_dir.to_path_buf(),
+            client: None,
+            absent: None,
+            vg_locks: HashMap::new(),
+            unlocked: HashMap::new(),
+            warned: HashSet::new(),
+            pv_paths: HashMap::new(),
+            geometry: HashMap::new(),
+        }
+    }
+
+    fn client(&mut self) -> Option<&mut Client> {
+        if self.client.is_none() && self.absent.is_none() {
+            match Client::connect(&self.run_dir) {
+                Ok(c) => self.client = Some(c),
+                Err(e) => self.absent = Some(e.to_string()),
+            }
+        }
+        self.client.as_mut()
+    }
+
+    /// One request; `Ok(None)` when lockd is not running.
+    fn call(&mut self, req: &Request) -> std::result::Result<Option<Response>, ClientError> {
+        match self.client() {
+            None => Ok(None),
+            Some(c) => c.call(req).map(Some),
+        }
+    }
+
+    fn area(&mut self, vg: &Vg) -> Result<LeaseArea> {
+        let paths = &self.pv_paths;
+        let lookup = |i: usize| vg.pvs.get(i).and_then(|p| paths.get(&p.id.to_string()).cloned());
+        let g = match self.geometry.get(&vg.name) {
+            Some(g) => *g,
+            None => {
+                let g = LockArea::new(vg, &lookup, Geometry::DEFAULT_512)?.read_geometry()?;
+                self.geometry.insert(vg.name.clone(), g);
+                g
+            }
+        };
+        lease_area(vg, &lookup, g)
+    }
+
+    fn not_started(&self, vg: &str) -> String {
+        match &self.absent {
+            Some(why) => format!("VG {vg} lock failed: {why}"),
+            None => {
+                format!("VG {vg} lock failed: its lockspace is not started here (lvtool vgchange --lock-start {vg})")
+            }
+        }
+    }
+}
+
+fn lock_err(e: ClientError) -> Error {
+    Error::Invalid(e.to_string())
+}
+
+impl Locker for LockdLocker {
+    fn lock_gl(&mut self, m: LockMode) -> Result<()> {
+        let req =
+            Request::Lock { vg: String::new(), resource: Resource::Gl, mode: mode(m), persistent: false, area: None };
+        match self.call(&req) {
+            Ok(_) => Ok(()),
+            // No started VG holds the global lock (or lockd is not running): lvmlockd skips it.
+            Err(ClientError::Daemon(e)) if e.code == ErrorCode::NoLockspace => Ok(()),
+            Err(e) => Err(Error::Invalid(format!("Global lock failed: {e}"))),
+        }
+    }
+
+    fn lock_vg(&mut self, vg: &str, m: LockMode) -> Result<()> {
+        if m == LockMode::Un && !self.vg_locks.contains_key(vg) {
+            return Ok(());
+        }
+        let req = Request::Lock { vg: vg.into(), resource: Resource::Vg, mode: mode(m), persistent: false, area: None };
+        match self.call(&req) {
+            Ok(Some(_)) => {
+                if m == LockMode::Un {
+                    self.vg_locks.remove(vg);
+                } else {
+                    self.vg_locks.insert(vg.into(), m);
+                    self.unlocked.remove(vg);
+                }
+                Ok(())
+            }
+            Ok(None) => {
+                let why = self.not_started(vg);
+                self.unlocked.insert(vg.into(), why);
+                Ok(())
+            }
+            Err(ClientError::Daemon(e)) if e.code == ErrorCode::NoLockspace => {
+                let why = self.not_started(vg);
+                self.unlocked.insert(vg.into(), why);
+                Ok(())
+            }
+            Err(e) => Err(lock_err(e)),
+        }
+    }
+
+    fn vg_read(&mut self, vg: &Vg, pv_paths: &[Option<PathBuf>], write: bool) -> Result<()> {
+        for (p, path) in vg.pvs.iter().zip(pv_paths) {
+            if let Some(path) = path {
+                self.pv_paths.insert(p.id.to_string(), path.clone());
+            }
+        }
+        if !is_shared(vg) || self.vg_locks.contains_key(&vg.name) {
+            return Ok(());
+        }
+        let why = self.unlocked.get(&vg.name).cloned().unwrap_or_else(|| self.not_started(&vg.name));
+        if write {
+            return Err(Error::Invalid(format!("{why}\n  Cannot access VG {} due to failed lock.", vg.name)));
+        }
+        if self.warned.insert(vg.name.clone()) {
+            eprintln!("  WARNING: Reading VG {} without a lock.", vg.name);
+        }
+        Ok(())
+    }
+
+    fn lock_lv(&mut self, vg: &Vg, lv: &Lv, m: LockMode, persistent: bool) -> Result<()> {
+        if !is_shared(vg) {
+            return Ok(());
+        }
+        let Some(offset) = lv.lock_args.as_deref().and_then(lockarea::parse_lv_lock_args) else {
+            return Err(Error::metadata(&vg.name, format!("LV {} has no lease (lock_args)", lv.name)));
+        };
+        let area = self.area(vg)?;
+        let req = Request::Lock {
+            vg: vg.name.clone(),
+            resource: Resource::Lv { uuid: lv.id.to_string(), offset, name: lv.name.clone() },
+            mode: mode(m),
+            persistent,
+            area: Some(area),
+        };
+        match self.call(&req) {
+            Ok(Some(_)) => Ok(()),
+            // Nothing can be held where nothing runs.
+            Ok(None) if m == LockMode::Un => Ok(()),
+            Err(ClientError::Daemon(e)) if e.code == ErrorCode::NoLockspace && m == LockMode::Un => Ok(()),
+            Ok(None) => Err(Error::Invalid(self.not_started(&vg.name))),
+            Err(ClientError::Daemon(e)) if e.code == ErrorCode::NoLockspace => {
+                Err(Error::Invalid(self.not_started(&vg.name)))
+            }
+            Err(e) => Err(lock_err(e)),
+        }
+    }
+
+    fn vg_updated(&mut self, vg: &Vg) -> Result<()> {
+        if !is_shared(vg) || self.vg_locks.get(&vg.name) != Some(&LockMode::Ex) {
+            return Ok(());
+        }
+        let req = Request::VgUpdate { vg: vg.name.clone(), version: vg.seqno };
+        self.call(&req).map(|_| ()).map_err(lock_err)
+    }
+
+    fn init_lv(&mut self, vg: &Vg, lv: &Lv) -> Result<Option<u64>> {
+        if !is_shared(vg) || self.vg_locks.get(&vg.name) != Some(&LockMode::Ex) {
+            return Ok(None);
+        }
+        let area = self.area(vg)?;
+        let req = Request::InitLv { vg: vg.name.clone(), lv_uuid: lv.id.to_string(), area: Some(area) };
+        match self.call(&req) {
+            Ok(Some(Response::LvLease { offset })) => Ok(Some(offset)),
+            Ok(_) => Ok(None),
+            // The lease LV is full: the caller grows it and formats a slot itself.
+            Err(ClientError::Daemon(e)) if e.code == ErrorCode::NoSpace => Ok(None),
+            Err(e) => Err(lock_err(e)),
+        }
+    }
+
+    fn free_lv(&mut self, vg: &Vg, lv: &Lv, offset: u64) -> Result<bool> {
+        if !is_shared(vg) || self.vg_locks.get(&vg.name) != Some(&LockMode::Ex) {
+            return Ok(false);
+        }
+        let area = self.area(vg)?;
+        let req = Request::FreeLv { vg: vg.name.clone(), lv_uuid: lv.id.to_string(), offset, area: Some(area) };
+        match self.call(&req) {
+            Ok(Some(_)) => Ok(true),
+            Ok(None) => Ok(false),
+            Err(e) => Err(lock_err(e)),
+        }
+    }
+}
