@@ -157,17 +157,22 @@ impl HostStatusTable {
     }
 
     /// Whether a shared holder with `generation` may be treated as gone: its host_id is free,
-    /// has a newer generation, or has been silent for host_dead. Anything else, including
-    /// "unknown" and a corrupt record, counts as alive.
+    /// has a newer generation, or our reads saw it silent for host_dead. Anything else,
+    /// including "unknown" and a corrupt record, counts as alive.
+    ///
+    /// Silence counts only up to our last read (`last_check`), never up to `now`: a table is
+    /// often a snapshot (an acquire may hold one for longer than host_dead), and a host that
+    /// renewed after our last read is alive however old the snapshot is.
     pub fn holder_dead(&self, host_id: u64, generation: u64, now: Duration) -> bool {
         let Some(hs) = self.hosts.get(&host_id) else { return false };
-        if hs.corrupt {
+        // A generation newer than our last read: an incarnation we have never watched.
+        if hs.corrupt || hs.generation < generation {
             return false;
         }
         if hs.timestamp == 0 || hs.generation > generation {
             return true;
         }
-        self.state(host_id, now) == HostState::Dead
+        self.state(host_id, now.min(hs.last_check)) == HostState::Dead
     }
 }
 
@@ -201,10 +206,14 @@ mod tests {
         assert_eq!(hst.state(2, s(110)), HostState::Fail, "silent for 8N");
         assert!(!hst.holder_dead(2, 1, s(119)));
         assert_eq!(hst.state(2, s(120)), HostState::Dead, "silent for 8N+W");
-        assert!(hst.holder_dead(2, 1, s(120)));
+        // A stale table (last read at 102) cannot tell whether it renewed since.
+        assert!(!hst.holder_dead(2, 1, s(120)), "silence is only what our reads saw");
+        hst.update_one(&area, 2, &sector(&area, 1_000_001, 1), s(119));
+        assert!(!hst.holder_dead(2, 1, s(125)));
         // Unchanged rereads do not make it live again.
         hst.update_one(&area, 2, &sector(&area, 1_000_001, 1), s(121));
         assert_eq!(hst.state(2, s(121)), HostState::Dead);
+        assert!(hst.holder_dead(2, 1, s(121)));
         // Never seen changing: dead only after host_dead from the first check.
         let mut fresh = HostStatusTable::new(t);
         fresh.update_one(&area, 2, &sector(&area, 5, 1), s(0));
@@ -214,6 +223,10 @@ mod tests {
         fresh.update_one(&area, 2, &sector(&area, 6, 2), s(19));
         assert!(fresh.holder_dead(2, 1, s(19)));
         assert!(!fresh.holder_dead(2, 2, s(19)));
+        // A holder newer than anything we read is not judged by its predecessor's silence.
+        fresh.update_one(&area, 2, &sector(&area, 6, 2), s(60));
+        assert!(fresh.holder_dead(2, 2, s(60)));
+        assert!(!fresh.holder_dead(2, 3, s(60)), "generation 3 was never seen");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod error;
 pub mod host_status;
 pub mod ondisk;
 pub mod paxos_lease;
+pub mod sim;
 pub mod testkit;
 pub mod timeouts;
 

@@ -215,6 +215,15 @@ fn shared_mode(generation: u64) -> ModeBlock {
     ModeBlock { flags: MBLOCK_SHARED, generation }
 }
 
+/// The mode block to write when an acquire gives up: a converting holder still holds shared.
+fn keep_mode<D, C>(ctx: &PaxosCtx<'_, D, C>, converting: Option<&HeldResource>) -> ModeBlock {
+    if converting.is_some() {
+        shared_mode(ctx.generation)
+    } else {
+        ModeBlock::default()
+    }
+}
+
 /// What the owner liveness check concluded.
 enum Liveness {
     /// The owner can no longer use the lease: run a ballot.
@@ -311,10 +320,11 @@ async fn acquire_inner<D: Disk, C: Clock>(
                 Err(BallotEnd::Failed { error, phase2_started }) => {
                     if phase2_started {
                         // Another host may still commit our value; mark it released so they
-                        // do not wait for us. Best effort: the error is what we report.
+                        // do not wait for us. Best effort: the error is what we report. A
+                        // converting holder keeps its shared mark: it still holds shared.
                         let mut d = prev;
                         d.flags |= DBLOCK_FL_RELEASED;
-                        let _ = write_host_sector(ctx, area, &mut d, ModeBlock::default()).await;
+                        let _ = write_host_sector(ctx, area, &mut d, keep_mode(ctx, converting)).await;
                     }
                     return Err(error);
                 }
@@ -339,7 +349,7 @@ async fn acquire_inner<D: Disk, C: Clock>(
         if let Err(e) = write_leader(ctx.disk, area, &mut new, ctx.timeouts).await {
             let mut d = chosen.dblock;
             d.flags |= DBLOCK_FL_RELEASED;
-            let _ = write_host_sector(ctx, area, &mut d, ModeBlock::default()).await;
+            let _ = write_host_sector(ctx, area, &mut d, keep_mode(ctx, converting)).await;
             return Err(e);
         }
         if !ours {
@@ -364,10 +374,9 @@ async fn finish_acquire<D: Disk, C: Clock>(
         let live = clear_dead_shared(ctx, area, &shared).await?;
         if !live.is_empty() {
             // Give the leader back; a converting holder stays shared.
-            let keep = if converting.is_some() { shared_mode(ctx.generation) } else { ModeBlock::default() };
             let mut d = dblock;
             d.flags |= DBLOCK_FL_RELEASED;
-            write_host_sector(ctx, area, &mut d, keep).await?;
+            write_host_sector(ctx, area, &mut d, keep_mode(ctx, converting)).await?;
             release_leader(ctx, area, &leader).await?;
             return Err(LeaseError::SharedHeld { holders: live });
         }
@@ -622,8 +631,9 @@ pub async fn release<D: Disk, C: Clock>(ctx: &PaxosCtx<'_, D, C>, held: &HeldRes
     release_leader(ctx, area, &leader).await.map(|_| ())
 }
 
-/// Changes the mode of a held resource. Shared → exclusive can fail with SharedHeld, and then
-/// we still hold it shared.
+/// Changes the mode of a held resource. Shared → exclusive can fail (SharedHeld or an I/O
+/// error), and then we still hold it shared. Exclusive → shared that fails leaves `held`
+/// shared too: once our released dblock may be on disk, others may take the lease shared.
 pub async fn convert<D: Disk, C: Clock>(
     ctx: &PaxosCtx<'_, D, C>,
     held: &mut HeldResource,
@@ -634,6 +644,7 @@ pub async fn convert<D: Disk, C: Clock>(
         (Mode::Exclusive, Mode::Shared) => {
             let mut d = held.dblock;
             d.flags |= DBLOCK_FL_RELEASED;
+            held.mode = Mode::Shared;
             write_host_sector(ctx, &held.area, &mut d, shared_mode(ctx.generation)).await?;
             let leader = release_leader(ctx, &held.area, &held.leader).await?;
             *held = HeldResource { mode: Mode::Shared, leader, dblock: d, ..held.clone() };

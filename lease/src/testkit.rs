@@ -38,7 +38,7 @@ impl MemDisk {
         if let Some(e) = self.fail_with.borrow().clone() {
             return Err(e);
         }
-        if offset % 512 != 0 || len % 512 != 0 {
+        if !offset.is_multiple_of(512) || !len.is_multiple_of(512) {
             return Err(IoError::Unaligned { offset, len, sector: 512 });
         }
         let size = self.bytes.borrow().len();

@@ -320,7 +320,7 @@ fn check_static(cmd: &Command, common: &Common) -> Result<()> {
     };
     let aligned = |path: &Path, off: u64| {
         let unit = common.sector.map_or(512, |s| s.bytes() as u64);
-        if off % unit != 0 {
+        if !off.is_multiple_of(unit) {
             Err(DirectError::usage(format!("offset {off} of {} is not a multiple of {unit} bytes", path.display())))
         } else {
             Ok(())
@@ -802,10 +802,10 @@ impl Ctx<'_> {
     fn dump(&self, at: &DumpArg, detail: DumpDetail, out: &mut dyn Write) -> Result<()> {
         let size = self.disk.inner.size_bytes().map_err(|e| DirectError::failed(format!("device size: {e}")))?;
         let end = at.size.map_or(size, |s| at.offset.saturating_add(s).min(size));
-        if at.offset % (1 << 20) != 0 {
+        if !at.offset.is_multiple_of(1 << 20) {
             say(out, format_args!("WARNING: dump offset should be a multiple of 1048576 bytes."))?;
         }
-        if at.offset % 512 != 0 {
+        if !at.offset.is_multiple_of(512) {
             return Err(DirectError::usage(format!("dump offset {} is not a multiple of 512", at.offset)));
         }
         let g = match (self.common.sector, self.common.align) {
@@ -879,7 +879,7 @@ impl Ctx<'_> {
 }
 
 fn check_offset(offset: u64, g: Geometry) -> Result<()> {
-    if offset % g.sector_bytes() as u64 != 0 {
+    if !offset.is_multiple_of(g.sector_bytes() as u64) {
         return Err(DirectError::usage(format!(
             "offset {offset} is not a multiple of the {}-byte sector",
             g.sector_bytes()

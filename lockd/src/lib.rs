@@ -12,7 +12,6 @@
 //! - [`status`]: `lockd status` output.
 
 // `is_multiple_of` needs Rust 1.87; the workspace supports 1.85 (rust-version).
-#![allow(clippy::manual_is_multiple_of)]
 
 pub mod client;
 pub mod config;

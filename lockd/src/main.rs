@@ -2,7 +2,6 @@
 //! work is in the modules.
 
 // `is_multiple_of` needs Rust 1.87; the workspace supports 1.85 (rust-version).
-#![allow(clippy::manual_is_multiple_of)]
 
 mod direct;
 

@@ -138,7 +138,7 @@ pub fn reduce(vg: &mut Vg, lv: &str, new_extents: u32) -> Result<()> {
             continue;
         }
         let keep = new_extents - s.start_extent;
-        if keep % s.stripes.len() as u32 != 0 {
+        if !keep.is_multiple_of(s.stripes.len() as u32) {
             return Err(Error::Invalid(format!(
                 "cannot reduce {lv} to {new_extents} extents: not a multiple of the {} stripes of its last segment",
                 s.stripes.len()

@@ -14,7 +14,6 @@
 //! - [`session`]: where every command takes its locks; [`lockd_locker`]: lockd as the locker.
 
 // `is_multiple_of` needs Rust 1.87; the workspace supports 1.85 (rust-version).
-#![allow(clippy::manual_is_multiple_of)]
 
 pub mod activate;
 pub mod alloc;

@@ -184,7 +184,7 @@ pub fn parse_size(s: &str) -> Result<SizeArg, SizeError> {
         "s" => v,
         "b" => {
             let b = v as u64;
-            if b % 512 != 0 {
+            if !b.is_multiple_of(512) {
                 let up = b + 512 - b % 512;
                 return Err(SizeError(format!("Size is not a multiple of 512. Try using {} or {}.", up - 512, up)));
             }

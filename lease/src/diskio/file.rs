@@ -111,10 +111,9 @@ impl DeviceDisk {
     }
 
     // `u64::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
-    #[allow(clippy::manual_is_multiple_of)]
     fn check_aligned(&self, offset: u64, len: usize) -> Result<(), IoError> {
         let sector = self.logical_sector.map_or(MIN_SECTOR, |s| s as usize);
-        let ok = |unit: usize| offset % unit as u64 == 0 && len % unit == 0;
+        let ok = |unit: usize| offset.is_multiple_of(unit as u64) && len.is_multiple_of(unit);
         if !ok(MIN_SECTOR) || !ok(sector) {
             return Err(IoError::Unaligned { offset, len, sector: sector.max(MIN_SECTOR) });
         }
