@@ -18,6 +18,9 @@ pub const BUF_ALIGN: usize = 4096;
 pub struct AlignedBuf {
     ptr: std::ptr::NonNull<u8>,
     len: usize,
+    /// Dropped with the buffer. Backends keep a buffer exactly as long as its I/O may still
+    /// touch it, so a live token elsewhere means "this I/O has not settled".
+    in_flight: Option<std::sync::Arc<()>>,
 }
 
 // SAFETY: AlignedBuf owns its allocation exclusively, like Vec<u8>.
@@ -30,12 +33,16 @@ impl AlignedBuf {
         // SAFETY: layout has non-zero size.
         let ptr = unsafe { alloc::alloc_zeroed(layout) };
         let ptr = std::ptr::NonNull::new(ptr).unwrap_or_else(|| alloc::handle_alloc_error(layout));
-        AlignedBuf { ptr, len }
+        AlignedBuf { ptr, len, in_flight: None }
     }
     pub fn from_slice(data: &[u8]) -> AlignedBuf {
         let mut b = AlignedBuf::zeroed(data.len());
         b.copy_from_slice(data);
         b
+    }
+    /// Ties `token` to this buffer's lifetime (see [`AlignedBuf::in_flight`]).
+    pub fn track(&mut self, token: std::sync::Arc<()>) {
+        self.in_flight = Some(token);
     }
     pub fn as_ptr(&self) -> *const u8 {
         self.ptr.as_ptr()

@@ -6,7 +6,7 @@ use std::io::{self, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::threads::Threads;
@@ -45,7 +45,16 @@ enum Inner {
 /// what other hosts wrote. O_DSYNC makes each write durable on the device before it completes,
 /// which is what other hosts and a power loss need. O_SYNC (sanlock's choice) would additionally
 /// flush file metadata such as mtime on every write, which nothing reads.
+/// A write of ours that timed out and may still land.
+struct UnsettledWrite {
+    offset: u64,
+    end: u64,
+    /// Also held by the write's buffer, which the backend keeps until the write completes.
+    token: Arc<()>,
+}
+
 pub struct DeviceDisk {
+    unsettled: Mutex<Vec<UnsettledWrite>>,
     inner: Inner,
     file: Arc<File>,
     path: PathBuf,
@@ -85,7 +94,14 @@ impl DeviceDisk {
                 Err(_) => Inner::Threads(Threads::new(file.clone())),
             },
         };
-        Ok(DeviceDisk { inner, file, path: path.to_path_buf(), logical_sector, block_device })
+        Ok(DeviceDisk {
+            unsettled: Mutex::default(),
+            inner,
+            file,
+            path: path.to_path_buf(),
+            logical_sector,
+            block_device,
+        })
     }
 
     pub fn backend(&self) -> BackendKind {
@@ -134,15 +150,39 @@ impl DeviceDisk {
         }
     }
 
-    fn write_now(&self, offset: u64, data: AlignedBuf, timeout: Duration) -> Result<(), IoError> {
+    /// A write never overtakes one of our own timed-out writes to the same range: that write
+    /// may still land, and landing after ours it would put older data back (e.g. erase a
+    /// shared mode block written since). Until it settles, overlapping writes fail with EBUSY
+    /// without being issued.
+    fn write_now(&self, offset: u64, mut data: AlignedBuf, timeout: Duration) -> Result<(), IoError> {
         self.check_aligned(offset, data.len())?;
         if data.is_empty() {
             return Ok(());
         }
-        match &self.inner {
+        let end = offset + data.len() as u64;
+        {
+            // Not held during the I/O: writes of other threads (other sectors) go on meanwhile.
+            let mut unsettled = self.unsettled.lock().unwrap_or_else(|e| e.into_inner());
+            if !unsettled.is_empty() {
+                if let Inner::Uring(u) = &self.inner {
+                    u.reap_now();
+                }
+                unsettled.retain(|w| Arc::strong_count(&w.token) > 1);
+                if unsettled.iter().any(|w| w.offset < end && offset < w.end) {
+                    return Err(IoError::Os(libc::EBUSY));
+                }
+            }
+        }
+        let token = Arc::new(());
+        data.track(token.clone());
+        let res = match &self.inner {
             Inner::Uring(u) => u.write(offset, data, timeout),
             Inner::Threads(t) => t.write(offset, data, timeout),
+        };
+        if res == Err(IoError::TimedOut) && Arc::strong_count(&token) > 1 {
+            self.unsettled.lock().unwrap_or_else(|e| e.into_inner()).push(UnsettledWrite { offset, end, token });
         }
+        res
     }
 }
 
@@ -325,6 +365,35 @@ pub(super) mod tests {
     #[test]
     fn diskio_past_end_uring() {
         past_end(Backend::Uring);
+    }
+
+    #[test]
+    fn diskio_write_never_overtakes_our_timed_out_write() {
+        let t = TempDisk::new("overtake", 16384);
+        let Some(disk) = open(&t, Backend::Threads) else { return };
+        let Inner::Threads(threads) = &disk.inner else { unreachable!() };
+        let (open_gate, gate) = std::sync::mpsc::sync_channel::<()>(8);
+        let (after_tx, after) = std::sync::mpsc::sync_channel::<()>(8);
+        let (gate, after_tx) = (Mutex::new(gate), Mutex::new(after_tx));
+        threads.set_hook(Arc::new(move |at| match at {
+            super::super::threads::HookPoint::Before => gate.lock().unwrap().recv().unwrap(),
+            super::super::threads::HookPoint::After => after_tx.lock().unwrap().send(()).unwrap(),
+        }));
+        let long = Duration::from_secs(30);
+        let old = vec![0x11u8; 512];
+        let new = vec![0x22u8; 512];
+        // The first write hangs in its worker and times out: it may still land.
+        assert_eq!(disk.write_now(512, AlignedBuf::from_slice(&old), Duration::from_millis(1)), Err(IoError::TimedOut));
+        // An overlapping write is refused, not issued: it could be overwritten by the old one.
+        assert_eq!(disk.write_now(0, AlignedBuf::from_slice(&[0x33u8; 1024]), long), Err(IoError::Os(libc::EBUSY)));
+        assert_eq!(std::fs::read(&t.path).unwrap()[..1024], TempDisk::pattern(0, 1024)[..], "nothing written");
+        // The old write lands; from then on the range is writable again.
+        open_gate.send(()).unwrap();
+        after.recv_timeout(long).unwrap();
+        assert_eq!(std::fs::read(&t.path).unwrap()[512..1024], old[..]);
+        open_gate.send(()).unwrap();
+        assert_eq!(disk.write_now(512, AlignedBuf::from_slice(&new), long), Ok(()));
+        assert_eq!(std::fs::read(&t.path).unwrap()[512..1024], new[..]);
     }
 
     #[test]

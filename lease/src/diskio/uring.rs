@@ -136,6 +136,12 @@ impl Uring {
         transfer_result(len, res as i64)
     }
 
+    /// Collects completions that have arrived, so settled I/Os release their buffers now.
+    pub(super) fn reap_now(&self) {
+        let mut st = self.lock();
+        self.reap(&mut st);
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
