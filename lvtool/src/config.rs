@@ -146,7 +146,14 @@ enum Tok {
     Eof,
 }
 
+/// Deepest section nesting accepted. lvm2 metadata uses about five levels; the limit keeps a
+/// hostile or corrupt text from overflowing the stack of the recursive parser (and of the code
+/// that walks or drops the tree).
+pub const MAX_SECTION_DEPTH: usize = 64;
+
 struct Parser<'a> {
+    /// Sections currently open around the token.
+    depth: usize,
     text: &'a [u8],
     /// current token [tb, te)
     tb: usize,
@@ -319,8 +326,12 @@ impl<'a> Parser<'a> {
             }
         }
         let last = parts.pop().expect("at least one part");
+        if self.depth + parts.len() + 1 > MAX_SECTION_DEPTH {
+            return Err(self.err(format!("sections nested deeper than {MAX_SECTION_DEPTH} levels")));
+        }
         let item = if self.t == Tok::SectionB {
             self.next()?;
+            self.depth += parts.len() + 1;
             let mut children = vec![];
             while self.t != Tok::SectionE {
                 if self.t == Tok::Eof {
@@ -328,6 +339,7 @@ impl<'a> Parser<'a> {
                 }
                 self.section(&mut children)?;
             }
+            self.depth -= parts.len() + 1;
             self.expect(Tok::SectionE)?;
             Item::Section(children)
         } else {
@@ -427,7 +439,7 @@ fn unescape(s: &str) -> String {
 
 /// Parses config text. Stops at the first NUL (metadata text is NUL-terminated).
 pub fn parse(text: &[u8]) -> Result<Vec<Node>> {
-    let mut p = Parser { text, tb: 0, te: 0, t: Tok::SectionE, line: 1, key: String::new() };
+    let mut p = Parser { depth: 0, text, tb: 0, te: 0, t: Tok::SectionE, line: 1, key: String::new() };
     p.next()?;
     p.file()
 }
@@ -578,6 +590,16 @@ mod tests {
     fn stops_at_nul() {
         let t = parse(b"a = 1\n\0garbage {{{").unwrap();
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        assert!(parse("a{".repeat(50_000).as_bytes()).is_err());
+        assert!(parse(format!("{}x=1", "a/".repeat(200)).as_bytes()).is_err(), "paths nest too");
+        let ok = format!("{}x=1{}", "a{".repeat(MAX_SECTION_DEPTH - 1), "}".repeat(MAX_SECTION_DEPTH - 1));
+        assert!(parse(ok.as_bytes()).is_ok());
+        let deep = format!("{}x=1{}", "a{".repeat(MAX_SECTION_DEPTH), "}".repeat(MAX_SECTION_DEPTH));
+        assert!(parse(deep.as_bytes()).is_err());
     }
 
     #[test]
