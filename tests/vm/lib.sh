@@ -279,3 +279,37 @@ run_scenario() {
     echo "FAIL $name: ${why:-harness error (exit $rc), see $SCEN_DIR/harness.log}"
     return 1
 }
+
+# --- lockd hosts (shared-flow, canary-002, fence) ----------------------------------------------
+
+# build_lockd: the daemons the guests run next to lvtool (run only builds lvtool), and
+# $SHARED/bin/lvtool: the debug lvtool without its debug info (7 MB instead of 47), which
+# guest/lib.sh:lockd_host copies to the guest's tmpfs: lvtool runs often, and reading its pages
+# over 9p under TCG costs seconds.
+build_lockd() {
+    (cd "$REPO" && cargo build -q -p lockd -p wdmd --bins --locked) || fail "cargo build of lockd and wdmd failed"
+    [ -x "$TARGET/debug/lockd" ] && [ -x "$TARGET/debug/wdmd" ] || fail "no lockd or wdmd in $TARGET/debug"
+    mkdir -p "$SHARED/bin"
+    strip --strip-debug -o "$SHARED/bin/lvtool" "$TARGET/debug/lvtool" 2>/dev/null || rm -f "$SHARED/bin/lvtool"
+}
+
+# mtime FILE: its modification time (host time for files guests write to the shared directory).
+mtime() { stat -c %.Y "$1"; }
+
+# guest_clock_offset VM MARK: host time minus the guest's CLOCK_MONOTONIC (see guest/lib.sh
+# clock_mark), from the host mtime of the mark and the guest uptimes around its write; prints
+# "OFFSET UNCERTAINTY" in seconds.
+guest_clock_offset() {
+    local f=$SHARED/clock.$1.$2
+    [ -e "$f" ] && [ -e "$f.u" ] || return 1
+    awk -v m="$(mtime "$f")" '{ printf "%.3f %.3f\n", m - ($1 + $2) / 2, ($2 - $1) / 2 + 0.005 }' "$f.u"
+}
+
+# daemon_log_tail VM: the last lines of a guest's lockd and wdmd logs, for failure reports.
+daemon_log_tail() {
+    local f
+    for f in "$SHARED/$1.lockd.log" "$SHARED/$1.wdmd.log"; do
+        [ -e "$f" ] && { echo "--- $f"; tail -15 "$f"; }
+    done
+    return 0
+}
