@@ -129,12 +129,19 @@ pub struct DmActivator {
     devices: Vec<std::path::PathBuf>,
     /// PV id → device on this host, from the labels of the configured devices (read once).
     pv_paths: std::cell::OnceCell<std::collections::HashMap<String, std::path::PathBuf>>,
+    /// PV device → its device number (one stat per PV, not one per LV segment).
+    dev_nums: std::cell::RefCell<std::collections::HashMap<std::path::PathBuf, crate::dm::DevNum>>,
 }
 
 impl DmActivator {
     /// Opens device-mapper; fails on a host without it.
     pub fn open(devices: Vec<std::path::PathBuf>) -> Result<DmActivator> {
-        Ok(DmActivator { dm: crate::dm::Dm::open()?, devices, pv_paths: Default::default() })
+        Ok(DmActivator {
+            dm: crate::dm::Dm::open()?,
+            devices,
+            pv_paths: Default::default(),
+            dev_nums: Default::default(),
+        })
     }
 
     fn pv_path(&self, id: &crate::uuid::Uuid) -> Option<&std::path::Path> {
@@ -149,6 +156,15 @@ impl DmActivator {
             m
         });
         map.get(id.bare()).map(|p| p.as_path())
+    }
+
+    fn dev_num(&self, path: &std::path::Path) -> Result<crate::dm::DevNum> {
+        if let Some(&d) = self.dev_nums.borrow().get(path) {
+            return Ok(d);
+        }
+        let d = crate::dm::DevNum::of_path(path)?;
+        self.dev_nums.borrow_mut().insert(path.to_path_buf(), d);
+        Ok(d)
     }
 
     /// The table lvm2 would load for `lv`: segments in order, each mapped to its PV extents.
@@ -170,7 +186,7 @@ impl DmActivator {
                     vg.name, lv.name, pv.name, pv.id
                 ))
             })?;
-            let dev = crate::dm::DevNum::of_path(path)?;
+            let dev = self.dev_num(path)?;
             let size = vg.extent_size as u64;
             table.push(crate::dm::Linear::extents(
                 seg.start_extent as u64,
@@ -207,23 +223,19 @@ impl Activator for DmActivator {
         }
     }
     fn activate(&mut self, vg: &Vg, lv: &Lv, _mode: ActivationMode) -> Result<()> {
-        let name = crate::dm::dm_name(&vg.name, &lv.name);
         let table = self.table(vg, lv)?;
-        if self.dm.info(&name)?.is_some() {
+        // Create first (the kernel refuses a taken name): one ioctl fewer per LV than asking first.
+        if self.dm.try_create(&vg.name, &lv.name, &crate::dm::dm_uuid(&vg.id, &lv.id), &table)?.is_none() {
             // Already active: like lvm2, make sure it maps what the metadata says.
+            let name = crate::dm::dm_name(&vg.name, &lv.name);
             if self.dm.table(&name)? != table {
                 self.dm.reload(&name, &table)?;
             }
-            return Ok(());
         }
-        self.dm.create(&vg.name, &lv.name, &crate::dm::dm_uuid(&vg.id, &lv.id), &table)?;
         Ok(())
     }
     fn deactivate(&mut self, vg: &Vg, lv: &Lv) -> Result<()> {
-        let name = crate::dm::dm_name(&vg.name, &lv.name);
-        if self.dm.info(&name)?.is_some() {
-            self.dm.remove(&name)?;
-        }
+        self.dm.remove_if_exists(&crate::dm::dm_name(&vg.name, &lv.name))?;
         Ok(())
     }
     fn refresh(&mut self, vg: &Vg, lv: &Lv) -> Result<()> {

@@ -232,18 +232,7 @@ impl Dm {
     /// The device named `name`, or `None` when there is none.
     pub fn info(&self, name: &str) -> Result<Option<DmDevice>> {
         match self.dm.device_info(&DevId::Name(name_arg(name)?)) {
-            Ok(i) => {
-                let flags = i.flags();
-                Ok(Some(DmDevice {
-                    name: i.name().map(|n| n.to_string()).unwrap_or_else(|| name.to_string()),
-                    uuid: i.uuid().map(|u| u.to_string()).unwrap_or_default(),
-                    dev: DevNum { major: i.device().major, minor: i.device().minor },
-                    open_count: i.open_count(),
-                    suspended: flags.contains(DmFlags::DM_SUSPEND),
-                    live_table: flags.contains(DmFlags::DM_ACTIVE_PRESENT),
-                    inactive_table: flags.contains(DmFlags::DM_INACTIVE_PRESENT),
-                }))
-            }
+            Ok(i) => Ok(Some(device_of(name, &i))),
             Err(e) if errno_of(&e) == Some(libc::ENXIO) => Ok(None),
             Err(e) => Err(dm_error(&format!("device-mapper info {name}"), e)),
         }
@@ -281,33 +270,49 @@ impl Dm {
     /// Creates and resumes the device of LV `vg/lv` with DM UUID `uuid` (see [`dm_uuid`]), then makes
     /// sure `/dev/mapper/NAME` and `/dev/VG/LV` exist (made here when udev does not).
     pub fn create(&self, vg: &str, lv: &str, uuid: &str, table: &[Linear]) -> Result<DmDevice> {
+        self.try_create(vg, lv, uuid, table)?
+            .ok_or_else(|| Error::Activation(format!("device-mapper device {} already exists", dm_name(vg, lv))))
+    }
+
+    /// [`Dm::create`], or `None` when a device of that name already exists (left untouched). Three
+    /// ioctls (create, load, resume): the kernel refuses a taken name or UUID itself, and the
+    /// resume answers with the device's state.
+    pub fn try_create(&self, vg: &str, lv: &str, uuid: &str, table: &[Linear]) -> Result<Option<DmDevice>> {
         check_table(table)?;
         let name = dm_name(vg, lv);
         let dm_name_arg = name_arg(&name)?;
         let uuid_arg = DmUuid::new(uuid)
             .map_err(|_| Error::InvalidUuid { text: uuid.to_string(), reason: "not a valid device-mapper UUID" })?;
-        if self.info(&name)?.is_some() {
-            return Err(Error::Activation(format!("device-mapper device {name} already exists")));
-        }
         let id = DevId::Name(dm_name_arg);
-        self.dm
-            .device_create(dm_name_arg, Some(uuid_arg), DmOptions::default())
-            .map_err(|e| dm_error(&format!("create device-mapper device {name}"), e))?;
-        let loaded = self
+        if let Err(e) = self.dm.device_create(dm_name_arg, Some(uuid_arg), DmOptions::default()) {
+            if errno_of(&e) == Some(libc::EBUSY) {
+                // The name or the UUID is taken.
+                if self.info(&name)?.is_some() {
+                    return Ok(None);
+                }
+                return Err(Error::Activation(format!(
+                    "cannot create device-mapper device {name}: another device has its UUID {uuid}"
+                )));
+            }
+            return Err(dm_error(&format!("create device-mapper device {name}"), e));
+        }
+        let resumed = self
             .dm
             .table_load(&id, &targets(table), DmOptions::default())
             .map_err(|e| dm_error(&format!("load table of {name}"), e))
             .and_then(|_| {
                 self.dm.device_suspend(&id, DmOptions::default()).map_err(|e| dm_error(&format!("resume {name}"), e))
             });
-        if let Err(e) = loaded {
-            // Leave nothing half-made behind: a device without a table only confuses later runs.
-            let _ = self.dm.device_remove(&id, DmOptions::default());
-            return Err(e);
-        }
-        let info = self.info(&name)?.ok_or_else(|| Error::Activation(format!("{name} vanished after creation")))?;
+        let info = match resumed {
+            Ok(i) => device_of(&name, &i),
+            Err(e) => {
+                // Leave nothing half-made behind: a device without a table only confuses later runs.
+                let _ = self.dm.device_remove(&id, DmOptions::default());
+                return Err(e);
+            }
+        };
         ensure_links(vg, lv, &name, info.dev)?;
-        Ok(info)
+        Ok(Some(info))
     }
 
     /// Replaces the table of `name` (for `--refresh` after a resize): load into the inactive slot,
@@ -329,9 +334,16 @@ impl Dm {
 
     /// Removes the device `name` and the links made for it. Fails while it is open.
     pub fn remove(&self, name: &str) -> Result<()> {
-        let Some(info) = self.info(name)? else {
-            return Err(Error::Activation(format!("device-mapper device {name} does not exist")));
-        };
+        if self.remove_if_exists(name)? {
+            Ok(())
+        } else {
+            Err(Error::Activation(format!("device-mapper device {name} does not exist")))
+        }
+    }
+
+    /// [`Dm::remove`]; false (and nothing done) when there is no device `name`.
+    pub fn remove_if_exists(&self, name: &str) -> Result<bool> {
+        let Some(info) = self.info(name)? else { return Ok(false) };
         if let Err(e) = self.dm.device_remove(&DevId::Name(name_arg(name)?), DmOptions::default()) {
             if errno_of(&e) == Some(libc::EBUSY) {
                 let open = self.info(name)?.map_or(info.open_count, |i| i.open_count);
@@ -339,7 +351,22 @@ impl Dm {
             }
             return Err(dm_error(&format!("remove {name}"), e));
         }
-        remove_links(name, info.dev)
+        remove_links(name, info.dev)?;
+        Ok(true)
+    }
+}
+
+/// Our view of the state the kernel returned for the device `name` (after an info or a resume).
+fn device_of(name: &str, i: &devicemapper::DeviceInfo) -> DmDevice {
+    let flags = i.flags();
+    DmDevice {
+        name: i.name().map(|n| n.to_string()).unwrap_or_else(|| name.to_string()),
+        uuid: i.uuid().map(|u| u.to_string()).unwrap_or_default(),
+        dev: DevNum { major: i.device().major, minor: i.device().minor },
+        open_count: i.open_count(),
+        suspended: flags.contains(DmFlags::DM_SUSPEND),
+        live_table: flags.contains(DmFlags::DM_ACTIVE_PRESENT),
+        inactive_table: flags.contains(DmFlags::DM_INACTIVE_PRESENT),
     }
 }
 
@@ -376,22 +403,35 @@ fn ensure_links(vg: &str, lv: &str, name: &str, dev: DevNum) -> Result<()> {
         };
     }
     let target = Path::new("..").join(node.file_name().expect("dm-N"));
-    let mapper = Path::new("/dev/mapper").join(name);
-    link_if_missing(&target, &mapper)?;
-    let vg_dir = Path::new("/dev").join(vg);
-    fs::create_dir_all(&vg_dir).map_err(|e| Error::io(&vg_dir.display().to_string(), "mkdir", e))?;
-    link_if_missing(&target, &vg_dir.join(lv))
+    link_if_missing(&target, &Path::new("/dev/mapper").join(name))?;
+    link_if_missing(&target, &Path::new("/dev").join(vg).join(lv))
 }
 
+/// Makes the symlink `link` → `target` unless `link` already leads somewhere (udev made it). One
+/// syscall when nothing is there (activating many LVs without udev); makes `/dev/VG` if missing.
 fn link_if_missing(target: &Path, link: &Path) -> Result<()> {
-    if link.exists() {
-        return Ok(());
-    }
-    // A dangling link left by a device that was removed without us.
-    let _ = fs::remove_file(link);
-    match std::os::unix::fs::symlink(target, link) {
+    let symlink = || std::os::unix::fs::symlink(target, link);
+    // A second try: a link made meanwhile (by udev) is as good as ours.
+    let again = || match symlink() {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(Error::io(&link.display().to_string(), "symlink", e)),
         _ => Ok(()),
+    };
+    match symlink() {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let dir = link.parent().expect("a link in a directory");
+            fs::create_dir_all(dir).map_err(|e| Error::io(&dir.display().to_string(), "mkdir", e))?;
+            again()
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if link.exists() {
+                return Ok(());
+            }
+            // A dangling link left by a device that was removed without us.
+            let _ = fs::remove_file(link);
+            again()
+        }
+        Err(e) => Err(Error::io(&link.display().to_string(), "symlink", e)),
     }
 }
 
