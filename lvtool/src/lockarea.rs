@@ -110,8 +110,15 @@ pub struct LockArea {
 }
 
 impl LockArea {
-    /// The lock LV `lock_lv` of `vg`; `pv_path(i)` is the device of `vg.pvs[i]`.
-    pub fn new(vg: &Vg, pv_path: &dyn Fn(usize) -> Option<PathBuf>, geometry: Geometry) -> Result<LockArea> {
+    /// The lock LV `lock_lv` of `vg`; `pv_path(i)` is the device of `vg.pvs[i]`. `timeouts` are
+    /// this host's (lvmlocal.toml): they bound each I/O, and a lockspace written here records
+    /// their io_timeout, which every host's lock-start waits on (2 × io_timeout).
+    pub fn new(
+        vg: &Vg,
+        pv_path: &dyn Fn(usize) -> Option<PathBuf>,
+        geometry: Geometry,
+        timeouts: Timeouts,
+    ) -> Result<LockArea> {
         let lv = vg.lv(LOCK_LV_NAME).ok_or_else(|| Error::metadata(&vg.name, "shared VG without lvmlock LV"))?;
         let ext = vg.extent_size as u64 * 512;
         let mut pieces = vec![];
@@ -133,14 +140,7 @@ impl LockArea {
             });
         }
         let lockspace = name(&lockspace_name(&vg.name))?;
-        Ok(LockArea {
-            vg: vg.name.clone(),
-            geometry,
-            size: lv.extent_count as u64 * ext,
-            pieces,
-            lockspace,
-            timeouts: Timeouts::default(),
-        })
+        Ok(LockArea { vg: vg.name.clone(), geometry, size: lv.extent_count as u64 * ext, pieces, lockspace, timeouts })
     }
 
     /// Where the lease area at LV byte `offset` lies: (PV device, PV byte offset). An area

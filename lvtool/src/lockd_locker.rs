@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use lease::ondisk::Geometry;
+use lease::timeouts::Timeouts;
 use lockd::client::{Client, ClientError};
 use lockd::protocol::{AreaPiece, ErrorCode, LeaseArea, Mode, Request, Resource, Response};
 
@@ -73,11 +74,14 @@ pub struct LockdLocker {
     pv_paths: HashMap<String, PathBuf>,
     /// Lease geometry per VG (read from its lockspace once).
     geometry: HashMap<String, Geometry>,
+    /// This host's timeouts, bounding the reads of the lease area.
+    timeouts: Timeouts,
 }
 
 impl LockdLocker {
-    pub fn new(run_dir: &Path) -> LockdLocker {
+    pub fn new(run_dir: &Path, timeouts: Timeouts) -> LockdLocker {
         LockdLocker {
+            timeouts,
             run_dir: run_dir.to_path_buf(),
             client: None,
             absent: None,
@@ -113,7 +117,7 @@ impl LockdLocker {
         let g = match self.geometry.get(&vg.name) {
             Some(g) => *g,
             None => {
-                let g = LockArea::new(vg, &lookup, Geometry::DEFAULT_512)?.read_geometry()?;
+                let g = LockArea::new(vg, &lookup, Geometry::DEFAULT_512, self.timeouts)?.read_geometry()?;
                 self.geometry.insert(vg.name.clone(), g);
                 g
             }

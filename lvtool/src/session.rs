@@ -88,6 +88,8 @@ pub struct Session {
     description: String,
     /// VG locks held, released at the end of the command.
     vg_locks: Vec<String>,
+    /// This host's timeouts (lvmlocal.toml), for lease areas.
+    timeouts: lease::timeouts::Timeouts,
 }
 
 impl Session {
@@ -96,8 +98,13 @@ impl Session {
         activator: Box<dyn Activator>,
         locker: Box<dyn Locker>,
         description: String,
+        timeouts: lease::timeouts::Timeouts,
     ) -> Session {
-        Session { devices, scan: None, activator, locker, description, vg_locks: vec![] }
+        Session { devices, scan: None, activator, locker, description, vg_locks: vec![], timeouts }
+    }
+
+    pub fn timeouts(&self) -> lease::timeouts::Timeouts {
+        self.timeouts
     }
 
     pub fn devices(&self) -> &[PathBuf] {
@@ -269,7 +276,7 @@ impl Session {
                 .or_else(|| scan_paths.iter().find(|(u, _)| *u == id).map(|(_, p)| p.clone()))
         };
         let g = geometry.unwrap_or(lease::ondisk::Geometry::DEFAULT_512);
-        let mut area = LockArea::new(vg, &lookup, g)?;
+        let mut area = LockArea::new(vg, &lookup, g, self.timeouts)?;
         if geometry.is_none() {
             area.geometry = area.read_geometry()?;
         }

@@ -1,10 +1,12 @@
 //! `lvmlocal.toml`: this host's settings, read through lockd's definition of the file (one
 //! parser and one set of checks for both programs). lvtool uses `devices` (the block devices or
 //! files that may hold PVs; nothing else is scanned), `host_id` (a host without one takes no
-//! locks) and `run_dir` (where lockd's socket is).
+//! locks), `run_dir` (where lockd's socket is) and the timeouts (`io_timeout`, recorded in the
+//! lockspace of a VG made here, as lvmlockd records its own).
 
 use std::path::{Path, PathBuf};
 
+use lease::timeouts::Timeouts;
 use lockd::config::Config;
 
 use crate::error::{Error, Result};
@@ -23,6 +25,8 @@ pub struct Settings {
     pub run_dir: PathBuf,
     /// What `vgchange -aay` activates (`auto_activation_volume_list`).
     pub auto_activation: Option<Vec<String>>,
+    /// From `io_timeout` and `watchdog_fire_timeout`.
+    pub timeouts: Timeouts,
 }
 
 impl Default for Settings {
@@ -34,6 +38,7 @@ impl Default for Settings {
 impl From<Config> for Settings {
     fn from(c: Config) -> Settings {
         Settings {
+            timeouts: c.timeouts(),
             devices: c.devices,
             host_id: c.host_id,
             run_dir: c.run_dir,

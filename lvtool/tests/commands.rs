@@ -242,9 +242,39 @@ fn lock_area(files: &[PathBuf], vg: &str) -> LockArea {
     let scan = Scan::devices(files);
     let r = scan.read_vg(vg).unwrap();
     let paths: Vec<Option<PathBuf>> = r.devices.iter().map(|d| d.map(|i| scan.pvs[i].path.clone())).collect();
-    let mut a = LockArea::new(&r.vg, &|i| paths[i].clone(), lease::ondisk::Geometry::DEFAULT_512).unwrap();
+    let mut a = LockArea::new(
+        &r.vg,
+        &|i| paths[i].clone(),
+        lease::ondisk::Geometry::DEFAULT_512,
+        lease::timeouts::Timeouts::default(),
+    )
+    .unwrap();
     a.geometry = a.read_geometry().unwrap();
     a
+}
+
+/// The io_timeout in a new lockspace is this host's (lvmlocal.toml), as lvmlockd records its own:
+/// every host waits 2 × that on lock-start, so a default 10 there made a 2 s setup wait 20 s.
+#[test]
+fn shared_vg_records_the_configured_io_timeout() {
+    let (s, t, f) = setup("iotimeout", &[600 << 20]);
+    let read_io_timeout = |files: &[PathBuf]| {
+        let a = lock_area(files, "sv");
+        let (path, at) = a.locate(0).unwrap();
+        let mut buf = vec![0u8; 512];
+        std::os::unix::fs::FileExt::read_exact_at(&std::fs::File::open(path).unwrap(), &mut buf, at).unwrap();
+        lease::ondisk::LeaderRecord::verify_any_name(&buf, lease::ondisk::LeaseKind::Delta).unwrap().io_timeout
+    };
+    let conf = s.dir.join("lvmlocal.toml");
+    std::fs::write(&conf, "io_timeout = 3\n").unwrap();
+    t.ok(&["vgcreate", "--shared", "sv", p(&f[0]), "--config", p(&conf)]);
+    assert_eq!(read_io_timeout(&f), 3);
+
+    // Without the key: lvmlockd's default.
+    let (_s2, t2, f2) = setup("iotimeout-default", &[600 << 20]);
+    std::fs::write(&conf, "").unwrap();
+    t2.ok(&["vgcreate", "--shared", "sv", p(&f2[0]), "--config", p(&conf)]);
+    assert_eq!(read_io_timeout(&f2), lease::timeouts::DEFAULT_IO_TIMEOUT_SECS as u16);
 }
 
 #[test]

@@ -121,7 +121,8 @@ fn init_lv_lease(ctx: &mut Ctx, txn: &mut VgTxn, lv_name: &str) -> Result<(), Fa
             let extents = ((lockarea::LV_EXTEND_MIB << 20) / ext).max(1) as u32;
             alloc::extend(&mut txn.vg, lockarea::LOCK_LV_NAME, extents, None)?;
             let paths: Vec<_> = (0..txn.vg.pvs.len()).map(|i| pv_path_for(ctx, txn, i)).collect();
-            let grown = LockArea::new(&txn.vg, &|i| paths.get(i).cloned().flatten(), area.geometry)?;
+            let grown =
+                LockArea::new(&txn.vg, &|i| paths.get(i).cloned().flatten(), area.geometry, ctx.session.timeouts())?;
             grown.init_unused(old_size)?;
             ctx.say(&format!("Extended internal lvmlock LV by {} MiB", lockarea::LV_EXTEND_MIB));
             grown

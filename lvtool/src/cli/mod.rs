@@ -203,10 +203,10 @@ pub fn run(argv: &[String]) -> i32 {
     let description = format!("Write from lvtool {}.", argv.join(" "));
     // A host with a host_id takes part in shared VGs through lockd; others take no locks.
     let locker: Box<dyn Locker> = match settings.host_id {
-        Some(_) if !args.has("nolocking") => Box::new(LockdLocker::new(&settings.run_dir)),
+        Some(_) if !args.has("nolocking") => Box::new(LockdLocker::new(&settings.run_dir, settings.timeouts)),
         _ => Box::new(NoLocks),
     };
-    let session = Session::new(devices, activator, locker, description);
+    let session = Session::new(devices, activator, locker, description, settings.timeouts);
     let mut ctx =
         Ctx { cmd: cmd.name.to_string(), args, session, units: Units::default(), partial_failure: false, settings };
     let result = (cmd.run)(&mut ctx);

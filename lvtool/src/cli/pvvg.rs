@@ -263,7 +263,7 @@ fn make_shared(ctx: &mut Ctx, vg: &mut Vg, idxs: &[usize], gl_enabled: bool) -> 
         e => e.into(),
     })?;
     let paths: Vec<_> = idxs.iter().map(|&i| ctx.session.scan().pvs[i].path.clone()).collect();
-    let area = LockArea::new(vg, &|i| paths.get(i).cloned(), geometry)?;
+    let area = LockArea::new(vg, &|i| paths.get(i).cloned(), geometry, ctx.session.timeouts())?;
     area.init_vg(gl_enabled)?;
     Ok(())
 }
