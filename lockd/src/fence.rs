@@ -36,7 +36,8 @@ impl Fencer for NoDmFencer {
 /// Replaces the table of every device-mapper device of the VG (DM UUID `LVM-<vg uuid>…`, as
 /// lvm2 and lvtool name them) with one `error` target of the same length, like
 /// `dmsetup wipe_table`: suspended without flushing (the disk may be gone, and queued writes
-/// must fail rather than land), then resumed. Open files keep the device, but every I/O fails.
+/// must fail rather than land), then resumed without waiting for udev. Open files keep the
+/// device, but every I/O fails.
 pub struct DmErrorFencer;
 
 impl Fencer for DmErrorFencer {
@@ -69,7 +70,8 @@ impl Fencer for DmErrorFencer {
                     dm.table_load(&id, &table, DmOptions::default()).map_err(|e| e.to_string())?;
                     let noflush = DmOptions::default().set_flags(DmFlags::DM_SUSPEND | DmFlags::DM_NOFLUSH);
                     dm.device_suspend(&id, noflush).map_err(|e| e.to_string())?;
-                    dm.device_suspend(&id, DmOptions::default()).map_err(|e| e.to_string())?;
+                    // Not the crate's resume: it would wait for udev, without bound.
+                    crate::dmio::resume(&dm, &name, crate::dmio::UdevRules::AsBefore).map_err(|e| e.to_string())?;
                     Ok(())
                 });
             match r {

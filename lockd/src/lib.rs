@@ -17,6 +17,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod disk;
+pub mod dmio;
 pub mod fence;
 pub mod locks;
 pub mod lockspace;

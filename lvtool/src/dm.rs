@@ -3,6 +3,12 @@
 //!
 //! Names, UUIDs and tables are plain functions (tested anywhere); [`Dm`] does the ioctls through
 //! the `devicemapper` crate and needs a kernel with `dm_mod`.
+//!
+//! udev: lvtool makes `/dev/mapper/NAME` and `/dev/VG/LV` itself and never waits for udev (as
+//! lvm2 with `activation { udev_rules = 0 udev_sync = 0 }`); the uevents of the devices it
+//! creates tell udev's DM and LVM rules to leave those links alone ([`lockd::dmio`]). A device
+//! whose links udev made (activated by lvm2) keeps being handled the udev way: a reload leaves
+//! udev's rules as they were, and a remove waits for udev to drop its links, as lvm2 would.
 
 use std::fmt;
 use std::fs;
@@ -11,6 +17,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use devicemapper::{DevId, DmError, DmFlags, DmName, DmOptions, DmUuid, DM};
+use lockd::dmio::{self, UdevRules};
 
 use crate::uuid::Uuid;
 use crate::{Error, Result};
@@ -182,6 +189,12 @@ pub struct DmDevice {
     pub inactive_table: bool,
 }
 
+/// How often, and how far apart, a remove refused because the device is open is tried again
+/// while udev runs: its rules (blkid) open a device for a moment after every change, and nothing
+/// here waits for them. lvm2's `retry_deactivation` numbers: 25 × 0.2 s.
+const REMOVE_RETRIES: u32 = 25;
+const REMOVE_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// A handle on the kernel's device-mapper.
 pub struct Dm {
     dm: DM,
@@ -301,7 +314,8 @@ impl Dm {
             .table_load(&id, &targets(table), DmOptions::default())
             .map_err(|e| dm_error(&format!("load table of {name}"), e))
             .and_then(|_| {
-                self.dm.device_suspend(&id, DmOptions::default()).map_err(|e| dm_error(&format!("resume {name}"), e))
+                dmio::resume(&self.dm, dm_name_arg, UdevRules::CallerMakesLinks)
+                    .map_err(|e| Error::Activation(format!("resume {name}: {e}")))
             });
         let info = match resumed {
             Ok(i) => device_of(&name, &i),
@@ -328,8 +342,9 @@ impl Dm {
             let _ = self.dm.table_clear(&id);
             return Err(dm_error(&format!("suspend {name}"), e));
         }
-        self.dm.device_suspend(&id, DmOptions::default()).map_err(|e| dm_error(&format!("resume {name}"), e))?;
-        self.info(name)?.ok_or_else(|| Error::Activation(format!("{name} vanished during reload")))
+        let info = dmio::resume(&self.dm, name_arg(name)?, UdevRules::AsBefore)
+            .map_err(|e| Error::Activation(format!("resume {name}: {e}")))?;
+        Ok(device_of(name, &info))
     }
 
     /// Removes the device `name` and the links made for it. Fails while it is open.
@@ -344,12 +359,36 @@ impl Dm {
     /// [`Dm::remove`]; false (and nothing done) when there is no device `name`.
     pub fn remove_if_exists(&self, name: &str) -> Result<bool> {
         let Some(info) = self.info(name)? else { return Ok(false) };
-        if let Err(e) = self.dm.device_remove(&DevId::Name(name_arg(name)?), DmOptions::default()) {
-            if errno_of(&e) == Some(libc::EBUSY) {
-                let open = self.info(name)?.map_or(info.open_count, |i| i.open_count);
-                return Err(Error::Activation(format!("device {name} is in use (open count {open}), not removed")));
+        let arg = name_arg(name)?;
+        let udev_links = udev_made_mapper_link(info.dev, name);
+        let mut tries = 0;
+        loop {
+            let removed = if udev_links {
+                // Wait until udev has dropped its links, or a new device of the same LV made
+                // right after could lose its links to udev's late cleanup.
+                self.dm.device_remove(&DevId::Name(arg), DmOptions::default()).map(|_| ()).map_err(|e| {
+                    match errno_of(&e) {
+                        Some(code) => io::Error::from_raw_os_error(code),
+                        None => io::Error::other(e.to_string()),
+                    }
+                })
+            } else {
+                dmio::remove(&self.dm, arg)
+            };
+            match removed {
+                Ok(()) => break,
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Ok(false),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    tries += 1;
+                    if udev_running() && tries <= REMOVE_RETRIES {
+                        std::thread::sleep(REMOVE_RETRY_DELAY);
+                        continue;
+                    }
+                    let open = self.info(name)?.map_or(info.open_count, |i| i.open_count);
+                    return Err(Error::Activation(format!("device {name} is in use (open count {open}), not removed")));
+                }
+                Err(e) => return Err(Error::Activation(format!("remove {name}: {e}"))),
             }
-            return Err(dm_error(&format!("remove {name}"), e));
         }
         remove_links(name, info.dev)?;
         Ok(true)
@@ -383,6 +422,14 @@ fn udev_running() -> bool {
     Path::new("/run/udev/control").exists()
 }
 
+/// Whether udev's rules made `/dev/mapper/NAME` for the device `dev` (lvm2 activated it with its
+/// default `udev_rules = 1`): udev's database lists the links it made as `S:` lines.
+fn udev_made_mapper_link(dev: DevNum, name: &str) -> bool {
+    let db = format!("/run/udev/data/b{}:{}", dev.major, dev.minor);
+    let link = format!("S:mapper/{name}");
+    fs::read_to_string(db).is_ok_and(|text| text.lines().any(|l| l == link))
+}
+
 /// Where `/dev/VG/LV` is, when `name` is a top-level LVM device name.
 fn lv_link(name: &str) -> Option<PathBuf> {
     let s = split_dm_name(name).filter(|s| s.layer.is_empty() && !s.lv.is_empty())?;
@@ -390,17 +437,13 @@ fn lv_link(name: &str) -> Option<PathBuf> {
 }
 
 /// Makes `/dev/mapper/NAME` and `/dev/VG/LV` as udev's DM and LVM rules would (symlinks to
-/// `../dm-N`), unless they already exist (udev ran first: with it running, the crate waited for
-/// its rules on resume).
+/// `../dm-N`), unless they already lead to the device.
 fn ensure_links(vg: &str, lv: &str, name: &str, dev: DevNum) -> Result<()> {
     let node = dm_node(dev);
     if !node.exists() {
-        // Without devtmpfs there is nothing to link to; udev then owns /dev entirely.
-        return if udev_running() {
-            Ok(())
-        } else {
-            Err(Error::Activation(format!("{} missing: is devtmpfs mounted on /dev?", node.display())))
-        };
+        // devtmpfs makes the node when the device is created; without it there is nothing to
+        // link to (and udev was told not to make the links).
+        return Err(Error::Activation(format!("{} missing: is devtmpfs mounted on /dev?", node.display())));
     }
     let target = Path::new("..").join(node.file_name().expect("dm-N"));
     link_if_missing(&target, &Path::new("/dev/mapper").join(name))?;
@@ -447,7 +490,11 @@ fn remove_links(name: &str, dev: DevNum) -> Result<()> {
     links.extend(lv_link(name));
     for l in &links {
         if ours(l) {
-            fs::remove_file(l).map_err(|e| Error::io(&l.display().to_string(), "unlink", e))?;
+            match fs::remove_file(l) {
+                // udev, cleaning up a device whose links it made, was quicker.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                r => r.map_err(|e| Error::io(&l.display().to_string(), "unlink", e))?,
+            }
         }
     }
     if let Some(dir) = links.get(1).and_then(|l| l.parent()) {

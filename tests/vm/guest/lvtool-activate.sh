@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # lvtool-activate: lvtool's device-mapper module (lvtool/src/dm.rs) on a real kernel, through the
 # dmcheck example: an LV's table as lvm2 builds it, data placement on the PV, reload with
-# suspend/resume, open count, removal. Once with udev making /dev/mapper and /dev/VG links, once
-# without udev, where lvtool must make them itself.
+# suspend/resume, open count, removal. Once with udev running (lvtool makes the /dev/mapper and
+# /dev/VG links and tells udev to leave them; lvm2 has udev make them), once without udev.
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 disk=$(the_disk)
@@ -15,13 +15,27 @@ lvtool=$SANLVM_TARGET/debug/lvtool
 lvt() { "$lvtool" "$@" --devices "$disk"; }
 lvm() { "$@" --config "devices{use_devicesfile=0 filter=[\"a|^$disk\$|\",\"r|.*|\"]}"; }
 size_of() { blockdev --getsize64 "$1"; }
+# udev_db NAME: udev's database entry of the DM device NAME.
+udev_db() { cat "/run/udev/data/b$(dmsetup info -c --noheadings -o major,minor --separator : "$1" | tr -d ' ')"; }
+# links_ok VG LV WHEN: /dev/VG/LV and /dev/mapper/VG-LV lead to the LV's block device.
+links_ok() {
+    if [ ! -b "/dev/$1/$2" ] || [ ! "/dev/$1/$2" -ef "/dev/mapper/$1-$2" ]; then
+        fail "$3: /dev/$1/$2 or /dev/mapper/$1-$2 missing or not the device"
+    fi
+}
 say "lvtool commands"
 t lvt pvcreate "$disk"
 t lvt vgcreate vm1 "$disk"
 t lvt lvcreate -L 8M -n lv0 vm1
 t lvt lvcreate -L 12M -n lv1 vm1
 t lvt lvchange -ay vm1/lv1
-[ -b /dev/mapper/vm1-lv1 ] && [ -e /dev/vm1/lv1 ] || fail "lvchange -ay made no /dev/mapper/vm1-lv1 or /dev/vm1/lv1"
+links_ok vm1 lv1 "right after lvtool lvchange -ay"
+# lvtool did not wait for udev; once udev is done, it has left lvtool's links alone and made its
+# own /dev/disk/by-id ones.
+udevadm settle
+links_ok vm1 lv1 "after udev settled"
+! udev_db vm1-lv1 | grep -q '^S:mapper/' || fail "udev claims /dev/mapper/vm1-lv1 made by lvtool: $(udev_db vm1-lv1 | grep '^S:')"
+[ -L /dev/disk/by-id/dm-name-vm1-lv1 ] || fail "udev made no /dev/disk/by-id/dm-name-vm1-lv1: $(udev_db vm1-lv1 | tr '\n' ' ')"
 ours_table=$(dmsetup table vm1-lv1)
 ours_uuid=$(dmsetup info -c --noheadings -o uuid vm1-lv1)
 lvm lvs --noheadings -o lv_attr vm1/lv1 | grep -q '^ *-wi-a' || fail "real lvs does not show our vm1/lv1 active: $(lvm lvs vm1 2>&1)"
@@ -34,8 +48,17 @@ lvm2_table=$(dmsetup table vm1-lv1)
 lvm2_uuid=$(dmsetup info -c --noheadings -o uuid vm1-lv1)
 [ "$ours_table" = "$lvm2_table" ] || fail "table differs: ours \"$ours_table\", lvm2 \"$lvm2_table\""
 [ "$ours_uuid" = "$lvm2_uuid" ] || fail "DM uuid differs: ours $ours_uuid, lvm2 $lvm2_uuid"
-t lvm lvchange -an vm1/lv1
+# A device lvm2 activated has links udev made: lvtool removes it waiting for udev, so that an
+# activation right after keeps its links.
+udevadm settle
+udev_db vm1-lv1 | grep -q '^S:mapper/vm1-lv1$' || fail "lvm2's activation: udev made no /dev/mapper link"
+t lvt lvchange -an vm1/lv1
+if [ -e /dev/mapper/vm1-lv1 ] || [ -e /dev/vm1/lv1 ]; then
+    fail "lvtool -an of lvm2's device left links: $(ls -l /dev/mapper/vm1-lv1 /dev/vm1/lv1 2>&1 | tr '\n' ' ' || true)"
+fi
 t lvt lvchange -ay vm1/lv1
+udevadm settle
+links_ok vm1 lv1 "lvtool -ay right after lvtool -an of lvm2's device, udev settled"
 
 say "data lands at the LV's extents on the PV"
 pe_start=$(lvm pvs --noheadings --nosuffix --units b -o pe_start "$disk" | tr -d ' ')
