@@ -1,6 +1,6 @@
 //! The lvtool ↔ lockd protocol, defined once for the daemon, lvtool and `lockd status`.
 //!
-//! Framing: a 4-byte big-endian length, then that many bytes of JSON (as wdmd's protocol).
+//! Framing: [`wdmd::frame`] (a length prefix, then JSON, as wdmd's protocol), with [`MAX_FRAME`].
 //! One request, one response, in order, on a unix stream socket (`run_dir/lockd.sock`).
 //!
 //! Where the leases are: lockd never reads LVM metadata. lvtool, which reads the VG anyway,
@@ -14,7 +14,7 @@
 //! GL and VG locks belong to the connection that took them and end with it (one command);
 //! LV locks taken with `persistent` belong to the host and stay until unlocked.
 
-use std::io::{self, Read, Write};
+use std::io::Read;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -295,60 +295,15 @@ pub struct LockInfo {
     pub commands: usize,
 }
 
-#[derive(Debug)]
-pub enum FrameError {
-    Io(io::Error),
-    TooLarge(usize),
-    Json(serde_json::Error),
-}
+pub use wdmd::frame::{encode, write_frame, FrameError};
 
-impl std::fmt::Display for FrameError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FrameError::Io(e) => write!(f, "{e}"),
-            FrameError::TooLarge(n) => write!(f, "frame of {n} bytes exceeds the limit of {MAX_FRAME}"),
-            FrameError::Json(e) => write!(f, "malformed message: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for FrameError {}
-
-impl From<io::Error> for FrameError {
-    fn from(e: io::Error) -> Self {
-        FrameError::Io(e)
-    }
-}
-
-/// Encodes one frame: length prefix and JSON body.
-pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
-    let body = serde_json::to_vec(msg).expect("protocol types always serialize");
-    let mut out = Vec::with_capacity(4 + body.len());
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
-    out
-}
-
-pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> io::Result<()> {
-    w.write_all(&encode(msg))?;
-    w.flush()
-}
-
-/// Reads one frame body (blocking). EOF before a complete frame is `UnexpectedEof`.
+/// Reads one frame body (blocking); see [`wdmd::frame`].
 pub fn read_body(r: &mut impl Read) -> Result<Vec<u8>, FrameError> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len)?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(FrameError::TooLarge(len));
-    }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
-    Ok(body)
+    wdmd::frame::read_body(r, MAX_FRAME)
 }
 
 pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, FrameError> {
-    serde_json::from_slice(&read_body(r)?).map_err(FrameError::Json)
+    wdmd::frame::read_frame(r, MAX_FRAME)
 }
 
 impl Response {
@@ -382,7 +337,7 @@ mod tests {
     fn oversized_and_malformed() {
         let mut big = ((MAX_FRAME + 1) as u32).to_be_bytes().to_vec();
         big.extend_from_slice(b"{}");
-        assert!(matches!(read_body(&mut &big[..]), Err(FrameError::TooLarge(_))));
+        assert!(matches!(read_body(&mut &big[..]), Err(FrameError::TooLarge { .. })));
         let bad = encode(&serde_json::json!({"op": "frobnicate"}));
         assert!(matches!(read_frame::<Request>(&mut &bad[..]), Err(FrameError::Json(_))));
     }

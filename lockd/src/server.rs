@@ -95,9 +95,9 @@ fn connection(daemon: Arc<Daemon>, mut stream: UnixStream) {
     loop {
         let body = match read_body(&mut stream) {
             Ok(b) => b,
-            Err(FrameError::TooLarge(n)) => {
-                warn!("connection {conn}: frame of {n} bytes refused");
-                let msg = format!("request of {n} bytes exceeds the limit of {}", crate::protocol::MAX_FRAME);
+            Err(FrameError::TooLarge { len, max }) => {
+                warn!("connection {conn}: frame of {len} bytes refused");
+                let msg = format!("request of {len} bytes exceeds the limit of {max}");
                 let _ = write_frame(&mut stream, &Response::error(ErrorCode::TooLarge, msg));
                 break;
             }

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod client;
 pub mod daemon;
 pub mod device;
+pub mod frame;
 pub mod protocol;
 pub mod server;
 pub mod state;

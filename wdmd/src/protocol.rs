@@ -1,14 +1,11 @@
 //! The client ↔ wdmd protocol, defined once for the daemon and [`crate::client`].
 //!
-//! Framing: a 4-byte big-endian length, then that many bytes of JSON. JSON because the traffic
-//! is a few small messages per lockspace per renewal interval, so size and speed do not matter,
-//! while `socat`-readable messages and serde's tolerance of added fields do. The length prefix
-//! lets the daemon reject an oversized frame before reading it.
+//! Framing: [`crate::frame`] (a length prefix, then JSON), with [`MAX_FRAME`].
 //!
 //! Times are CLOCK_MONOTONIC of this host in milliseconds (the clock lockd's renewals use), so
 //! an expiry compares directly with wdmd's own clock. An expiry of 0 means "no expiry".
 
-use std::io::{self, Read, Write};
+use std::io::Read;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -130,86 +127,16 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-#[derive(Debug)]
-pub enum FrameError {
-    Io(io::Error),
-    TooLarge(usize),
-    Json(serde_json::Error),
-}
+pub use crate::frame::{encode, write_frame, FrameError};
 
-impl std::fmt::Display for FrameError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FrameError::Io(e) => write!(f, "{e}"),
-            FrameError::TooLarge(n) => write!(f, "frame of {n} bytes exceeds the limit of {MAX_FRAME}"),
-            FrameError::Json(e) => write!(f, "malformed message: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for FrameError {}
-
-impl From<io::Error> for FrameError {
-    fn from(e: io::Error) -> Self {
-        FrameError::Io(e)
-    }
-}
-
-/// Encodes one frame: length prefix and JSON body.
-pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
-    let body = serde_json::to_vec(msg).expect("protocol types always serialize");
-    let mut out = Vec::with_capacity(4 + body.len());
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
-    out
-}
-
-pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> io::Result<()> {
-    w.write_all(&encode(msg))?;
-    w.flush()
-}
-
-/// Reads one frame (blocking). EOF before a complete frame is `UnexpectedEof`.
+/// Reads one message (blocking); see [`crate::frame`].
 pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, FrameError> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len)?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(FrameError::TooLarge(len));
-    }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
-    serde_json::from_slice(&body).map_err(FrameError::Json)
+    crate::frame::read_frame(r, MAX_FRAME)
 }
 
-/// Splits a byte stream into frame bodies, for the daemon's non-blocking reads.
-#[derive(Default, Debug)]
-pub struct FrameDecoder {
-    buf: Vec<u8>,
-}
-
-impl FrameDecoder {
-    pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// The next complete frame body, if any. An oversized length is reported as soon as its
-    /// prefix arrives, without buffering the body.
-    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
-        if self.buf.len() < 4 {
-            return Ok(None);
-        }
-        let len = u32::from_be_bytes(self.buf[..4].try_into().unwrap()) as usize;
-        if len > MAX_FRAME {
-            return Err(FrameError::TooLarge(len));
-        }
-        if self.buf.len() < 4 + len {
-            return Ok(None);
-        }
-        let body = self.buf[4..4 + len].to_vec();
-        self.buf.drain(..4 + len);
-        Ok(Some(body))
-    }
+/// A stream decoder with this protocol's limit.
+pub fn frame_decoder() -> crate::frame::FrameDecoder {
+    crate::frame::FrameDecoder::new(MAX_FRAME)
 }
 
 #[cfg(test)]
@@ -224,7 +151,7 @@ mod tests {
             Request::Status,
             Request::Unregister,
         ];
-        let mut dec = FrameDecoder::default();
+        let mut dec = frame_decoder();
         let bytes: Vec<u8> = reqs.iter().flat_map(encode).collect();
         // Byte by byte: frames may arrive split anywhere.
         let mut got = Vec::new();
@@ -239,11 +166,11 @@ mod tests {
 
     #[test]
     fn oversized_frame_is_rejected_from_its_prefix() {
-        let mut dec = FrameDecoder::default();
+        let mut dec = frame_decoder();
         dec.push(&((MAX_FRAME as u32) + 1).to_be_bytes());
-        assert!(matches!(dec.next_frame(), Err(FrameError::TooLarge(_))));
+        assert!(matches!(dec.next_frame(), Err(FrameError::TooLarge { .. })));
         let mut r = &((MAX_FRAME as u32) + 1).to_be_bytes()[..];
-        assert!(matches!(read_frame::<Request>(&mut r), Err(FrameError::TooLarge(_))));
+        assert!(matches!(read_frame::<Request>(&mut r), Err(FrameError::TooLarge { .. })));
     }
 
     #[test]

@@ -22,7 +22,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::daemon::{ConnId, Daemon};
 use crate::device::Watchdog;
-use crate::protocol::{self, ErrorKind, FrameDecoder, FrameError, Request, Response};
+use crate::frame::FrameDecoder;
+use crate::protocol::{self, ErrorKind, FrameError, Request, Response};
 use crate::state::StateFile;
 
 /// More connections than this are refused (lockd uses one per lockspace, plus status calls).
@@ -219,7 +220,7 @@ fn accept_all(listener: &UnixListener, daemon: &mut Daemon, conns: &mut HashMap<
         }
         let id = daemon.connect(cred.pid());
         debug!(conn = id, pid = cred.pid(), "connected");
-        conns.insert(id, Conn { stream, decoder: FrameDecoder::default(), out: Vec::new(), closing: false });
+        conns.insert(id, Conn { stream, decoder: protocol::frame_decoder(), out: Vec::new(), closing: false });
     }
 }
 
@@ -262,7 +263,7 @@ fn answer(id: ConnId, c: &mut Conn, daemon: &mut Daemon) -> bool {
                     Response::Error { kind: ErrorKind::BadRequest, message: format!("malformed request: {e}") }
                 }
             },
-            Err(e @ FrameError::TooLarge(_)) => {
+            Err(e @ FrameError::TooLarge { .. }) => {
                 warn!(conn = id, "{e}; closing the connection");
                 c.closing = true;
                 Response::Error { kind: ErrorKind::FrameTooLarge, message: e.to_string() }
