@@ -56,6 +56,15 @@ pub trait Activator {
     fn remove_device(&mut self, _name: &str) -> Result<()> {
         Ok(())
     }
+    /// From here until [`Activator::end_batch`], an activation may stop short of making its
+    /// device live, so that all of them go live together at the end: the kernel's and udev's
+    /// work for each new device then does not slow down making the next ones.
+    fn begin_batch(&mut self) {}
+    /// Makes every activation since [`Activator::begin_batch`] live. Returns the LVs (by name)
+    /// that failed; their devices are gone.
+    fn end_batch(&mut self) -> Vec<(String, Error)> {
+        vec![]
+    }
 }
 
 /// `--driverloaded n`: no device-mapper interaction; every request succeeds.
@@ -131,6 +140,8 @@ pub struct DmActivator {
     pv_paths: std::cell::OnceCell<std::collections::HashMap<String, std::path::PathBuf>>,
     /// PV device → its device number (one stat per PV, not one per LV segment).
     dev_nums: std::cell::RefCell<std::collections::HashMap<std::path::PathBuf, crate::dm::DevNum>>,
+    /// In a batch: the (VG, LV) names whose device is loaded and waits to go live.
+    batch: Option<Vec<(String, String)>>,
 }
 
 impl DmActivator {
@@ -141,6 +152,7 @@ impl DmActivator {
             devices,
             pv_paths: Default::default(),
             dev_nums: Default::default(),
+            batch: None,
         })
     }
 
@@ -225,12 +237,19 @@ impl Activator for DmActivator {
     fn activate(&mut self, vg: &Vg, lv: &Lv, _mode: ActivationMode) -> Result<()> {
         let table = self.table(vg, lv)?;
         // Create first (the kernel refuses a taken name): one ioctl fewer per LV than asking first.
-        if self.dm.try_create(&vg.name, &lv.name, &crate::dm::dm_uuid(&vg.id, &lv.id), &table)?.is_none() {
-            // Already active: like lvm2, make sure it maps what the metadata says.
-            let name = crate::dm::dm_name(&vg.name, &lv.name);
-            if self.dm.table(&name)? != table {
-                self.dm.reload(&name, &table)?;
+        if self.dm.create_loaded(&vg.name, &lv.name, &crate::dm::dm_uuid(&vg.id, &lv.id), &table)?.is_some() {
+            match &mut self.batch {
+                Some(pending) => pending.push((vg.name.clone(), lv.name.clone())),
+                None => {
+                    self.dm.go_live(&vg.name, &lv.name)?;
+                }
             }
+            return Ok(());
+        }
+        // Already active: like lvm2, make sure it maps what the metadata says.
+        let name = crate::dm::dm_name(&vg.name, &lv.name);
+        if self.dm.table(&name)? != table {
+            self.dm.reload(&name, &table)?;
         }
         Ok(())
     }
@@ -248,6 +267,13 @@ impl Activator for DmActivator {
     }
     fn remove_device(&mut self, name: &str) -> Result<()> {
         self.dm.remove(name)
+    }
+    fn begin_batch(&mut self) {
+        self.batch.get_or_insert_with(Vec::new);
+    }
+    fn end_batch(&mut self) -> Vec<(String, Error)> {
+        let pending = self.batch.take().unwrap_or_default();
+        pending.into_iter().filter_map(|(vg, lv)| self.dm.go_live(&vg, &lv).err().map(|e| (lv, e))).collect()
     }
     fn stale_devices(&self, vg: &Vg) -> Vec<String> {
         let Ok(devs) = self.dm.list_lvm() else { return vec![] };

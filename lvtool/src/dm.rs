@@ -291,14 +291,25 @@ impl Dm {
     /// ioctls (create, load, resume): the kernel refuses a taken name or UUID itself, and the
     /// resume answers with the device's state.
     pub fn try_create(&self, vg: &str, lv: &str, uuid: &str, table: &[Linear]) -> Result<Option<DmDevice>> {
+        if self.create_loaded(vg, lv, uuid, table)?.is_none() {
+            return Ok(None);
+        }
+        self.go_live(vg, lv).map(Some)
+    }
+
+    /// First half of [`Dm::try_create`]: the device with `table` loaded but not live, and its
+    /// `/dev` links (nothing uses it yet: udev has not been told to look at it). Returns its
+    /// device number, or `None` when a device of that name already exists (left untouched).
+    pub fn create_loaded(&self, vg: &str, lv: &str, uuid: &str, table: &[Linear]) -> Result<Option<DevNum>> {
         check_table(table)?;
         let name = dm_name(vg, lv);
         let dm_name_arg = name_arg(&name)?;
         let uuid_arg = DmUuid::new(uuid)
             .map_err(|_| Error::InvalidUuid { text: uuid.to_string(), reason: "not a valid device-mapper UUID" })?;
         let id = DevId::Name(dm_name_arg);
-        if let Err(e) = self.dm.device_create(dm_name_arg, Some(uuid_arg), DmOptions::default()) {
-            if errno_of(&e) == Some(libc::EBUSY) {
+        let created = match self.dm.device_create(dm_name_arg, Some(uuid_arg), DmOptions::default()) {
+            Ok(info) => info,
+            Err(e) if errno_of(&e) == Some(libc::EBUSY) => {
                 // The name or the UUID is taken.
                 if self.info(&name)?.is_some() {
                     return Ok(None);
@@ -307,26 +318,43 @@ impl Dm {
                     "cannot create device-mapper device {name}: another device has its UUID {uuid}"
                 )));
             }
-            return Err(dm_error(&format!("create device-mapper device {name}"), e));
-        }
-        let resumed = self
+            Err(e) => return Err(dm_error(&format!("create device-mapper device {name}"), e)),
+        };
+        let dev = DevNum { major: created.device().major, minor: created.device().minor };
+        let loaded = self
             .dm
             .table_load(&id, &targets(table), DmOptions::default())
             .map_err(|e| dm_error(&format!("load table of {name}"), e))
-            .and_then(|_| {
-                dmio::resume(&self.dm, dm_name_arg, UdevRules::CallerMakesLinks)
-                    .map_err(|e| Error::Activation(format!("resume {name}: {e}")))
-            });
-        let info = match resumed {
-            Ok(i) => device_of(&name, &i),
+            .and_then(|_| ensure_links(vg, lv, &name, dev));
+        if let Err(e) = loaded {
+            // Leave nothing half-made behind: a device without a table only confuses later runs.
+            self.discard(&name, dev);
+            return Err(e);
+        }
+        Ok(Some(dev))
+    }
+
+    /// Removes a device this command made and could not finish, with its links.
+    fn discard(&self, name: &str, dev: DevNum) {
+        if let Ok(arg) = name_arg(name) {
+            let _ = dmio::remove(&self.dm, arg);
+        }
+        let _ = remove_links(name, dev);
+    }
+
+    /// Second half of [`Dm::try_create`]: makes the loaded table of LV `vg/lv` live (one ioctl;
+    /// udev hears of the device now). On failure the device and its links are removed.
+    pub fn go_live(&self, vg: &str, lv: &str) -> Result<DmDevice> {
+        let name = dm_name(vg, lv);
+        match dmio::resume(&self.dm, name_arg(&name)?, UdevRules::CallerMakesLinks) {
+            Ok(i) => Ok(device_of(&name, &i)),
             Err(e) => {
-                // Leave nothing half-made behind: a device without a table only confuses later runs.
-                let _ = self.dm.device_remove(&id, DmOptions::default());
-                return Err(e);
+                if let Ok(Some(d)) = self.info(&name) {
+                    self.discard(&name, d.dev);
+                }
+                Err(Error::Activation(format!("resume {name}: {e}")))
             }
-        };
-        ensure_links(vg, lv, &name, info.dev)?;
-        Ok(Some(info))
+        }
     }
 
     /// Replaces the table of `name` (for `--refresh` after a resize): load into the inactive slot,

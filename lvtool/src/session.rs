@@ -318,6 +318,24 @@ impl Session {
         Ok(())
     }
 
+    /// Lets the activations until [`Session::end_activations`] go live together (see
+    /// [`Activator::begin_batch`]); their LV locks are taken one by one as usual.
+    pub fn begin_activations(&mut self) {
+        self.activator.begin_batch();
+    }
+
+    /// Makes the activations since [`Session::begin_activations`] live; an LV that fails here
+    /// loses its device and its LV lock. Returns those failures.
+    pub fn end_activations(&mut self, vg: &Vg) -> Vec<(String, Error)> {
+        let failed = self.activator.end_batch();
+        for (name, _) in &failed {
+            if let Some(lv) = vg.lv(name) {
+                let _ = self.locker.lock_lv(vg, lv, LockMode::Un, true);
+            }
+        }
+        failed
+    }
+
     /// Deactivates an LV, then releases its LV lock.
     pub fn deactivate(&mut self, vg: &Vg, lv: &Lv) -> Result<()> {
         lv_activatable(vg, lv)?;
@@ -363,6 +381,11 @@ impl Session {
 
     /// Releases the VG locks of this command.
     pub fn finish(&mut self) {
+        // Every command ends its batches itself; this only keeps a bug from leaving devices
+        // loaded but never live.
+        for (lv, e) in self.activator.end_batch() {
+            eprintln!("  {lv}: {e}");
+        }
         for vg in std::mem::take(&mut self.vg_locks) {
             let _ = self.locker.lock_vg(&vg, LockMode::Un);
         }

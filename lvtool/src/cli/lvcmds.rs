@@ -579,8 +579,17 @@ pub fn vgchange(ctx: &mut Ctx) -> CmdResult {
             .filter(|l| l.is_visible() && l.is_supported() && (!auto || autoactivated(&ctx.settings, &vg, l)))
             .cloned()
             .collect();
+        let batch = matches!(change, Change::Activate(_));
+        if batch {
+            ctx.session.begin_activations();
+        }
         for l in &lvs {
             if let Err(e) = apply(ctx, &vg, l, change) {
+                ctx.fail_one(e.into());
+            }
+        }
+        if batch {
+            for (_, e) in ctx.session.end_activations(&vg) {
                 ctx.fail_one(e.into());
             }
         }

@@ -84,6 +84,17 @@ report=$(lvt lvs vm1 2>&1)
 grep -q "WARNING: Device vm1-lv1 is active" <<<"$report" || fail "lvs does not report the stale vm1-lv1: $report"
 t lvt vgchange --refresh vm1
 ! dmsetup info vm1-lv1 >/dev/null 2>&1 || fail "vgchange --refresh left the stale vm1-lv1"
+
+say "vgchange -ay: all devices loaded first, then made live together"
+t lvt lvcreate -L 4M -n lv2 vm1 --driverloaded n
+t lvt vgchange -an vm1
+t lvt vgchange -ay vm1
+for lv in lv0 lv2; do
+    links_ok vm1 "$lv" "vgchange -ay"
+    dmsetup info "vm1-$lv" | grep -q '^State: *ACTIVE' || fail "vm1-$lv is not live after vgchange -ay: $(dmsetup info "vm1-$lv")"
+done
+udevadm settle
+links_ok vm1 lv2 "vgchange -ay, udev settled"
 t lvt vgchange -an vm1
 t lvt vgremove -f vm1
 wipefs -q -a "$disk" >/dev/null 2>&1 || dd if=/dev/zero of="$disk" bs=1M count=4 oflag=direct status=none
