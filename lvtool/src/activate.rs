@@ -65,6 +65,10 @@ pub trait Activator {
     fn end_batch(&mut self) -> Vec<(String, Error)> {
         vec![]
     }
+    /// [`Activator::deactivate`] of each LV, in any order; the results in the LVs' order.
+    fn deactivate_many(&mut self, vg: &Vg, lvs: &[&Lv]) -> Vec<Result<()>> {
+        lvs.iter().map(|lv| self.deactivate(vg, lv)).collect()
+    }
 }
 
 /// `--driverloaded n`: no device-mapper interaction; every request succeeds.
@@ -273,7 +277,14 @@ impl Activator for DmActivator {
     }
     fn end_batch(&mut self) -> Vec<(String, Error)> {
         let pending = self.batch.take().unwrap_or_default();
-        pending.into_iter().filter_map(|(vg, lv)| self.dm.go_live(&vg, &lv).err().map(|e| (lv, e))).collect()
+        let dm = &self.dm;
+        let results = crate::dm::parallel(&pending, crate::dm::PARALLEL_IOCTLS, |(vg, lv)| dm.go_live(vg, lv));
+        pending.into_iter().zip(results).filter_map(|((_, lv), r)| r.err().map(|e| (lv, e))).collect()
+    }
+    fn deactivate_many(&mut self, vg: &Vg, lvs: &[&Lv]) -> Vec<Result<()>> {
+        let names: Vec<String> = lvs.iter().map(|lv| crate::dm::dm_name(&vg.name, &lv.name)).collect();
+        let dm = &self.dm;
+        crate::dm::parallel(&names, crate::dm::PARALLEL_IOCTLS, |name| dm.remove_if_exists(name).map(|_| ()))
     }
     fn stale_devices(&self, vg: &Vg) -> Vec<String> {
         let Ok(devs) = self.dm.list_lvm() else { return vec![] };

@@ -343,6 +343,23 @@ impl Session {
         self.locker.lock_lv(vg, lv, LockMode::Un, true)
     }
 
+    /// [`Session::deactivate`] of many LVs of `vg`: their devices go in parallel, then each LV
+    /// whose device is gone has its lock released. The results in the LVs' order.
+    pub fn deactivate_many(&mut self, vg: &Vg, lvs: &[Lv]) -> Vec<Result<()>> {
+        let mut results: Vec<Result<()>> = lvs.iter().map(|lv| lv_activatable(vg, lv)).collect();
+        let todo: Vec<&Lv> = lvs.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(lv, _)| lv).collect();
+        let mut removed = self.activator.deactivate_many(vg, &todo).into_iter();
+        for (lv, r) in lvs.iter().zip(results.iter_mut()) {
+            if r.is_ok() {
+                *r = removed
+                    .next()
+                    .expect("one result per LV")
+                    .and_then(|_| self.locker.lock_lv(vg, lv, LockMode::Un, true));
+            }
+        }
+        results
+    }
+
     /// Devices of `vg` active here whose LV is gone from the metadata: removed or renamed on
     /// another host. Writes to them would land on extents that may now belong to other LVs.
     pub fn stale_devices(&self, vg: &Vg) -> Vec<String> {

@@ -583,9 +583,17 @@ pub fn vgchange(ctx: &mut Ctx) -> CmdResult {
         if batch {
             ctx.session.begin_activations();
         }
-        for l in &lvs {
-            if let Err(e) = apply(ctx, &vg, l, change) {
-                ctx.fail_one(e.into());
+        if matches!(change, Change::Deactivate) {
+            for r in ctx.session.deactivate_many(&vg, &lvs) {
+                if let Err(e) = r {
+                    ctx.fail_one(e.into());
+                }
+            }
+        } else {
+            for l in &lvs {
+                if let Err(e) = apply(ctx, &vg, l, change) {
+                    ctx.fail_one(e.into());
+                }
             }
         }
         if batch {
