@@ -216,6 +216,20 @@ impl LockArea {
         }
     }
 
+    /// Whether `host_id`'s delta lease in the lockspace is free now (released, or never used),
+    /// read from disk. A corrupt record is not free.
+    pub fn host_record_free(&self, host_id: u64) -> Result<bool> {
+        let sector = self.geometry.sector_bytes();
+        let offset =
+            host_id.checked_sub(1).ok_or_else(|| lease_err("host_id 0".to_string(), "no such host"))? * sector as u64;
+        let (path, at) = self.locate(offset)?;
+        let buf = block_on(self.disk(path)?.read(at, sector, self.timeouts.io()))
+            .map_err(|e| lease_err(format!("read host_id {host_id}'s delta lease"), e))?;
+        let l = LeaderRecord::verify_any_name(&buf, LeaseKind::Delta)
+            .map_err(|e| lease_err(format!("host_id {host_id}'s delta lease"), e))?;
+        Ok(l.timestamp == 0)
+    }
+
     /// The first free LV slot (`#unused` or unformatted), as lvmlockd's `find_free_lock`
     /// scans; refuses a slot already named `resource` (two leases for one LV).
     pub fn find_free(&self, resource: &str) -> Result<Option<u64>> {

@@ -208,6 +208,18 @@ fn shared_vg_on_three_hosts() {
     let st = lockd_status(h1);
     assert!(st.contains("lockspace lvm_sv (VG sv) running, global lock"), "{st}");
     assert!(st.contains("locks:\n    none"), "{st}");
+
+    // vgremove only when no other host is in the lockspace (lvmlockd's free_vg): host 3 is, with
+    // an LV active whose extents the removal would free under it.
+    h3.ok(&["lvcreate", "-L", "4M", "-n", "busy", "sv"]);
+    h1.fails("VG sv lockspace is in use by other hosts: 3 (node3, ", &["vgremove", "-f", "sv"]);
+    assert_eq!(h3.rows(&["lvs", "-o", "lv_name,lock_owner", "sv"]), vec![vec!["busy", "3 (node3)"]]);
+    h3.ok(&["lvchange", "-an", "sv/busy"]);
+    h3.ok(&["vgchange", "--lock-stop", "sv"]);
+    // Right away: host 1's lockd may not have seen host 3 leave, the record on disk decides.
+    let out = h1.ok(&["vgremove", "-f", "sv"]);
+    assert!(out.contains("Volume group \"sv\" successfully removed"), "{out}");
+    assert!(lockd_status(h1).contains("no lockspaces started"), "{}", lockd_status(h1));
 }
 
 #[test]

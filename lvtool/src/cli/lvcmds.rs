@@ -648,7 +648,7 @@ fn shared_vgs(ctx: &mut Ctx) -> Result<Vec<VgRead>, Fail> {
     Ok(out)
 }
 
-fn lockd_client(ctx: &Ctx) -> Result<lockd::client::Client, Fail> {
+pub(super) fn lockd_client(ctx: &Ctx) -> Result<lockd::client::Client, Fail> {
     if ctx.settings.host_id.is_none() {
         return Err(Fail::Failed("Using a shared VG requires host_id in lvmlocal.toml (and lockd running).".into()));
     }

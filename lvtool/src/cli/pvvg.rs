@@ -302,6 +302,10 @@ fn remove_one_vg(ctx: &mut Ctx, name: &str) -> Result<(), Fail> {
         }
         .into());
     }
+    let shared = crate::lockd_locker::is_shared(&vg);
+    if shared {
+        no_other_hosts(ctx, &txn.read, name)?;
+    }
     for lv in &visible {
         ctx.session.deactivate(&vg, lv)?;
     }
@@ -310,6 +314,46 @@ fn remove_one_vg(ctx: &mut Ctx, name: &str) -> Result<(), Fail> {
         ctx.say(&format!("Logical volume \"{}\" successfully removed.", lv.name));
     }
     ctx.say(&format!("Volume group \"{name}\" successfully removed"));
+    if shared {
+        // The lease area went with the VG: give back our host_id lease (lvmlockd's free_vg).
+        use lockd::protocol::Request;
+        if let Err(e) = super::lvcmds::lockd_client(ctx)?.call(&Request::LockStop { vg: name.into(), force: false }) {
+            ctx.err(&format!("WARNING: VG {name} removed, but its lockspace did not stop: {e}"));
+        }
+    }
+    Ok(())
+}
+
+/// A shared VG is removed only when no other host is in its lockspace (as lvmlockd's free_vg):
+/// another host may have its LVs active and go on writing to extents the removal frees. Hosts
+/// lockd has seen dead (past host_dead), or whose record reads free now (stopped cleanly, maybe
+/// since lockd last looked), are gone; any other state, including not yet known, might be
+/// writing.
+fn no_other_hosts(ctx: &mut Ctx, read: &crate::scan::VgRead, name: &str) -> Result<(), Fail> {
+    use lockd::protocol::{Request, Response};
+    let status = match super::lvcmds::lockd_client(ctx)?.call(&Request::Status) {
+        Ok(Response::Status(s)) => s,
+        Ok(other) => return Err(Fail::Failed(format!("lockd status: unexpected reply {other:?}"))),
+        Err(e) => return Err(Fail::Failed(format!("lockd status: {e}"))),
+    };
+    let Some(ls) = status.lockspaces.iter().find(|l| l.vg == name) else {
+        return Err(Fail::Failed(format!(
+            "VG {name} lockspace is not started here; start it (vgchange --lock-start) to remove the VG"
+        )));
+    };
+    let area = ctx.session.lock_area(read, &read.vg, None)?;
+    let mut others = vec![];
+    for h in ls.hosts.iter().filter(|h| h.host_id != ls.host_id && !matches!(h.state.as_str(), "free" | "dead")) {
+        if !area.host_record_free(h.host_id)? {
+            others.push(format!("{} ({}, {})", h.host_id, h.host_name, h.state));
+        }
+    }
+    if !others.is_empty() {
+        return Err(Fail::Failed(format!(
+            "VG {name} lockspace is in use by other hosts: {}; stop it there first (vgchange --lock-stop {name})",
+            others.join(", ")
+        )));
+    }
     Ok(())
 }
 
