@@ -87,7 +87,8 @@ else
     LVM_ACT="activation { monitoring = 0 }"
     LVM_UDEV_LIST=1
 fi
-settle() { if [ "$UDEV" = 1 ]; then udevadm settle; fi; }
+# udev's work after 500 LVs takes minutes under TCG (settle's default limit is 120 s).
+settle() { if [ "$UDEV" = 1 ]; then udevadm settle --timeout=3600; fi; }
 
 # lvm2: its own system dir (the guest's /etc is the host's), only the bench disk of its stack,
 # no devices file, lvmlockd on.
@@ -331,11 +332,12 @@ usec() { local t=${1/./}; echo $((10#$t)); }
 # lock-start, then waits until the lockspace shows joined (no wait was ever needed: the
 # commands return when joined; the wait is a guard). Appends a results line.
 timed() {
-    local s=$1 op=$2 round=$3 t0 t1 t2 ms settle_ms u0 s0 u1 s1 d0 d1 tries
+    local s=$1 op=$2 round=$3 t0 t0_up t1 t2 ms settle_ms u0 s0 u1 s1 d0 d1 tries
     shift 3
     settle
     d0=$(daemon_ticks "$s")
     times >/tmp/times0
+    read -r t0_up _ </proc/uptime
     t0=$EPOCHREALTIME
     if ! "$@" >/tmp/out 2>&1; then
         cat /tmp/out
@@ -362,7 +364,7 @@ timed() {
     [ ! -e /tmp/tries ] || read -r tries </tmp/tries
     rm -f /tmp/tries
     echo "$s $op $round $ms $((u1 - u0)) $((s1 - s0)) $(((d1 - d0) * 10)) $settle_ms $tries" >>"$OUT"
-    say "$s $op #$round: $ms ms (user $((u1 - u0)) ms, sys $((s1 - s0)) ms, daemons $(((d1 - d0) * 10)) ms; settle $settle_ms ms)"
+    say "$s $op #$round: $ms ms from uptime ${t0_up} (user $((u1 - u0)) ms, sys $((s1 - s0)) ms, daemons $(((d1 - d0) * 10)) ms; settle $settle_ms ms)"
 }
 
 # timed_start STACK ROUND: starts the stack's daemons, timed (until their sockets are up).
