@@ -167,15 +167,7 @@ all_lvs udev "$UDEV_ROUNDS"
 ((SINGLE == 0)) || one_lv udev
 
 if ((NOUDEV)); then
-    settle
-    udevadm control --exit
-    for _ in $(seq 50); do
-        pgrep -x systemd-udevd >/dev/null || break
-        sleep 0.1
-    done
-    ! pgrep -x systemd-udevd >/dev/null || fail "systemd-udevd did not exit"
-    # lvtool (the devicemapper crate) takes this socket as the sign that udev runs.
-    rm -f /run/udev/control
+    stop_udev
     # lvm2 makes its own nodes and links, waits for no udev cookie, lists devices itself.
     LVM_CONFIG="devices{$LVM_DEVICES obtain_device_list_from_udev=0} activation{udev_sync=0 udev_rules=0}"
     say "without udev"

@@ -76,6 +76,19 @@ block() {
 write_block() { dd if="$1" of="$2" bs=4096 seek="$3" count=1 oflag=direct conv=notrunc,fsync status=none; }
 read_block() { dd if="$1" of="$2" bs=4096 skip="$3" count=1 iflag=direct status=none; }
 
+# stop_udev: lets udev finish its work, stops udevd, and removes its control socket, which lvtool
+# (and the devicemapper crate, and libdevmapper) take as the sign that udev runs.
+stop_udev() {
+    udevadm settle -t 1800
+    udevadm control --exit
+    for _ in $(seq 50); do
+        pgrep -x systemd-udevd >/dev/null || break
+        sleep 0.1
+    done
+    ! pgrep -x systemd-udevd >/dev/null || fail "systemd-udevd did not exit"
+    rm -f /run/udev/control
+}
+
 say "kernel $(uname -r), up $(uptime_s) s, running $(basename "$0") $*"
 
 # --- lockd hosts (shared-flow, canary-002, fence) ----------------------------------------------

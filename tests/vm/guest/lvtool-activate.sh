@@ -102,15 +102,7 @@ wipefs -q -a "$disk" >/dev/null 2>&1 || dd if=/dev/zero of="$disk" bs=1M count=4
 say "with udev"
 t "$dmcheck" "$disk"
 
-udevadm settle
-udevadm control --exit
-for _ in $(seq 50); do
-    pgrep -x systemd-udevd >/dev/null || break
-    sleep 0.1
-done
-! pgrep -x systemd-udevd >/dev/null || fail "systemd-udevd did not exit"
-# The devicemapper crate takes this socket as the sign that udev runs.
-rm -f /run/udev/control
+stop_udev
 say "without udev"
 t "$dmcheck" "$disk"
 pass
