@@ -20,12 +20,9 @@
 #   BOOT    number of this boot (1, 2...), the key of its results
 #   N, W    io_timeout and watchdog fire timeout (sanlock 3.8.5's W is fixed at 60)
 #   ONLY    ours|lvm2: run that stack only (for debugging); empty: both
-#   UDEV    1: udevd runs (as on any real host; both tools wait for udev's rules); 0: stop it
-#           first (lvtool makes /dev nodes itself, lvm2 gets udev_sync=0 udev_rules=0). lvm2
-#           2.03.16 cannot lock-start a sanlock VG without udev: it activates the lvmlock LV,
-#           whose /dev/mapper node libdm then makes only at the end of the command, and
-#           lvmlockd's stat of it fails first ("prepare_lockspace_san stat error 2",
-#           "VG start failed: invalid parameters for sanlock"). So UDEV=0 is for ONLY=ours.
+#   UDEV    1: udevd runs (as on any real host); 0: stop it first (lvtool makes /dev nodes
+#           itself, lvm2 gets udev_sync=0 udev_rules=0; its lock-start then always fails once,
+#           see lvm2_lock_start)
 # Every command is checked: its exit status, the DM devices present (NLV or 1 after -aey) or
 # absent after -an, the lock state (our `lockd status`; sanlock's `sanlock client status` and
 # `lvmlockctl -i`): lockspace joined after lock-start, LV locks held ex after -aey and none
@@ -382,10 +379,11 @@ ours_cmd() { lvt "$@"; }
 lvm2_cmd() { lvm "$@"; }
 
 # lvm2's lock-start activates the lvmlock LV, then lvmlockd sleeps 1 s and stats its
-# /dev/mapper node: under TCG udev has often not made it yet ("prepare_lockspace_san stat error
-# 2", "VG ... start failed: invalid parameters for sanlock"; without udev, libdm makes it only
-# at the command's end). Such a failure is retried (at most twice, the LV is then active) and
-# counted: the time of every try is in the result.
+# /dev/mapper node: under TCG udev may not have made it yet ("prepare_lockspace_san stat error
+# 2", "VG ... start failed: invalid parameters for sanlock"); without udev libdm makes it only
+# at the command's end, so the first try always fails. Such a failure is retried (at most
+# twice; the LV is then active and its node there) and counted: the time of every try is in
+# the result.
 ours_lock_start() { lvt vgchange --lock-start "$1"; }
 lvm2_lock_start() {
     local try

@@ -302,7 +302,8 @@ fn remove_one_vg(ctx: &mut Ctx, name: &str) -> Result<(), Fail> {
         }
         .into());
     }
-    let shared = crate::lockd_locker::is_shared(&vg);
+    // Without locking (no host_id, or --nolocking, as lvm2's), nobody is asked.
+    let shared = crate::lockd_locker::is_shared(&vg) && ctx.settings.host_id.is_some() && !ctx.args.has("nolocking");
     if shared {
         no_other_hosts(ctx, &txn.read, name)?;
     }
