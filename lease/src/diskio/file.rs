@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::threads::Threads;
 use super::uring::Uring;
@@ -15,6 +15,26 @@ use crate::diskio::{AlignedBuf, Disk, IoError};
 
 /// Every O_DIRECT I/O is a multiple of this, whatever the device reports.
 const MIN_SECTOR: usize = 512;
+/// Pause before trying again an I/O that could not be started (EAGAIN: no worker thread, ring
+/// slot or kernel resource free just now; nothing was issued). Tries go on within the I/O's
+/// own timeout.
+const RETRY_NOT_STARTED: Duration = Duration::from_millis(2);
+
+/// Runs `attempt` (given the time left) until it does something other than fail with EAGAIN,
+/// or the timeout is spent.
+fn retry_not_started<T>(
+    timeout: Duration,
+    mut attempt: impl FnMut(Duration) -> Result<T, IoError>,
+) -> Result<T, IoError> {
+    let start = Instant::now();
+    loop {
+        let left = timeout.saturating_sub(start.elapsed());
+        match attempt(left) {
+            Err(IoError::Os(libc::EAGAIN)) if left > RETRY_NOT_STARTED => std::thread::sleep(RETRY_NOT_STARTED),
+            r => return r,
+        }
+    }
+}
 
 /// Which I/O backend [`DeviceDisk::open_with`] should use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,17 +164,17 @@ impl DeviceDisk {
         if len == 0 {
             return Ok(AlignedBuf::zeroed(0));
         }
-        match &self.inner {
-            Inner::Uring(u) => u.read(offset, len, timeout),
-            Inner::Threads(t) => t.read(offset, len, timeout),
-        }
+        retry_not_started(timeout, |left| match &self.inner {
+            Inner::Uring(u) => u.read(offset, len, left),
+            Inner::Threads(t) => t.read(offset, len, left),
+        })
     }
 
     /// A write never overtakes one of our own timed-out writes to the same range: that write
     /// may still land, and landing after ours it would put older data back (e.g. erase a
     /// shared mode block written since). Until it settles, overlapping writes fail with EBUSY
     /// without being issued.
-    fn write_now(&self, offset: u64, mut data: AlignedBuf, timeout: Duration) -> Result<(), IoError> {
+    fn write_now(&self, offset: u64, data: AlignedBuf, timeout: Duration) -> Result<(), IoError> {
         self.check_aligned(offset, data.len())?;
         if data.is_empty() {
             return Ok(());
@@ -174,11 +194,17 @@ impl DeviceDisk {
             }
         }
         let token = Arc::new(());
-        data.track(token.clone());
-        let res = match &self.inner {
-            Inner::Uring(u) => u.write(offset, data, timeout),
-            Inner::Threads(t) => t.write(offset, data, timeout),
-        };
+        // Each try gets its own buffer: a try that could not start drops the one it was given.
+        let mut first = Some(data);
+        let copy = first.as_ref().map(|d| d.to_vec()).unwrap_or_default();
+        let res = retry_not_started(timeout, |left| {
+            let mut buf = first.take().unwrap_or_else(|| AlignedBuf::from_slice(&copy));
+            buf.track(token.clone());
+            match &self.inner {
+                Inner::Uring(u) => u.write(offset, buf, left),
+                Inner::Threads(t) => t.write(offset, buf, left),
+            }
+        });
         if res == Err(IoError::TimedOut) && Arc::strong_count(&token) > 1 {
             self.unsettled.lock().unwrap_or_else(|e| e.into_inner()).push(UnsettledWrite { offset, end, token });
         }
@@ -367,6 +393,39 @@ pub(super) mod tests {
         past_end(Backend::Uring);
     }
 
+    /// An I/O that cannot start yet (EAGAIN: here the only worker thread is stuck) is tried
+    /// again within its timeout instead of failing at once: under load a renewal must not fail
+    /// for want of a thread.
+    #[test]
+    fn diskio_retries_io_that_could_not_start() {
+        let t = TempDisk::new("retry", 16384);
+        let Some(mut disk) = open(&t, Backend::Threads) else { return };
+        disk.inner = Inner::Threads(super::super::threads::Threads::with_max_threads(disk.file.clone(), 1));
+        let Inner::Threads(threads) = &disk.inner else { unreachable!() };
+        let (open_gate, gate) = std::sync::mpsc::sync_channel::<()>(8);
+        let gate = Mutex::new(gate);
+        let first = std::sync::atomic::AtomicBool::new(true);
+        threads.set_hook(Arc::new(move |at| {
+            if at == super::super::threads::HookPoint::Before && first.swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                gate.lock().unwrap().recv().unwrap();
+            }
+        }));
+        // The one worker hangs in this write; it times out for its caller.
+        assert_eq!(
+            disk.write_now(0, AlignedBuf::from_slice(&[1u8; 512]), Duration::from_millis(1)),
+            Err(IoError::TimedOut)
+        );
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            open_gate.send(()).unwrap();
+        });
+        // No worker free: the backend says EAGAIN until the hung write returns, then this goes.
+        assert_eq!(disk.write_now(4096, AlignedBuf::from_slice(&[2u8; 512]), T), Ok(()));
+        assert_eq!(disk.read_now(4096, 512, T).unwrap()[..], [2u8; 512][..]);
+        release.join().unwrap();
+    }
+
     #[test]
     fn diskio_write_never_overtakes_our_timed_out_write() {
         let t = TempDisk::new("overtake", 16384);
@@ -409,7 +468,8 @@ pub(super) mod tests {
                         for round in 0..16u8 {
                             let off = (k as u64 * 8 + (round as u64 % 8)) * 4096;
                             let data = vec![k.wrapping_mul(31) ^ round; 4096];
-                            block_on(d.write(off, AlignedBuf::from_slice(&data), T)).unwrap();
+                            block_on(d.write(off, AlignedBuf::from_slice(&data), T))
+                                .unwrap_or_else(|e| panic!("{backend:?} write: {e:?}"));
                             assert_eq!(&block_on(d.read(off, 4096, T)).unwrap()[..], &data[..]);
                         }
                     })

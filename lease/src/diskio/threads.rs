@@ -70,7 +70,7 @@ impl Threads {
         Threads::with_max_threads(file, MAX_THREADS)
     }
 
-    fn with_max_threads(file: Arc<File>, max_threads: usize) -> Threads {
+    pub(super) fn with_max_threads(file: Arc<File>, max_threads: usize) -> Threads {
         Threads {
             pool: Arc::new(Pool {
                 file,
