@@ -215,6 +215,11 @@ impl Daemon {
     }
 
     /// Resumes the lockspaces recorded by a previous lockd of this boot (see `state.rs`).
+    /// Names of the lockspaces started here.
+    pub fn started(&self) -> Vec<String> {
+        self.lockspaces.lock().unwrap().keys().cloned().collect()
+    }
+
     pub fn resume_all(&self) {
         let (saved, bad) = self.env.state.load_all();
         for (p, e) in bad {

@@ -49,6 +49,16 @@ pub fn run_daemon(cfg: config::Config, fencer: Arc<dyn fence::Fencer>) -> Result
         );
         Arc::new(watchdog::NoWatchdog)
     };
+    // Before any thread exists, so that every thread inherits the mask and only the signal
+    // thread below sees SIGTERM/SIGINT.
+    let stop_signals = {
+        use nix::sys::signal::{SigSet, Signal};
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGTERM);
+        set.add(Signal::SIGINT);
+        set.thread_block().map_err(|e| format!("cannot block SIGTERM: {e}"))?;
+        set
+    };
     let listener = server::bind(&cfg.run_dir).map_err(|e| format!("{}: {e}", cfg.run_dir.display()))?;
     let run_dir = cfg.run_dir.clone();
     let (n, w) = (cfg.io_timeout, cfg.watchdog_fire_timeout);
@@ -61,8 +71,33 @@ pub fn run_daemon(cfg: config::Config, fencer: Arc<dyn fence::Fencer>) -> Result
         util::mono_ms()
     );
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let for_signals = d.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || stop_on_signal(&for_signals, stop_signals, &run_dir))
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     server::serve(d, listener);
     Ok(())
+}
+
+/// SIGTERM/SIGINT: exit only when no lockspace is started here (as lvmlockd). With one started,
+/// exiting would leave its leases to the watchdog: wdmd keeps the expiries, and the host is reset
+/// unless a new lockd resumes them in time. So the request is refused, saying how to stop.
+fn stop_on_signal(d: &daemon::Daemon, set: nix::sys::signal::SigSet, run_dir: &std::path::Path) {
+    loop {
+        let Ok(sig) = set.wait() else { continue };
+        let started = d.started();
+        if started.is_empty() {
+            info!("{sig}: no lockspace started; exiting");
+            let _ = std::fs::remove_file(run_dir.join(config::SOCKET_NAME));
+            std::process::exit(0);
+        }
+        warn!(
+            "{sig} ignored: the lockspace of VG(s) {} is started; stop it first (lvtool vgchange --lock-stop), \
+             or kill -9 to leave them for a restarted lockd to resume",
+            started.join(", ")
+        );
+    }
 }
 
 /// Log lines on stderr (journald adds its own time stamps); `LOCKD_DEBUG` adds every renewal.

@@ -63,7 +63,14 @@ pub fn boot_id() -> String {
 }
 
 pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    // Saved on every lock change for every held lock: no formatting machinery per byte.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(b.len() * 2);
+    for &x in b {
+        out.push(DIGITS[(x >> 4) as usize] as char);
+        out.push(DIGITS[(x & 15) as usize] as char);
+    }
+    out
 }
 
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -174,6 +181,7 @@ mod tests {
         sd.remove("vg1").unwrap();
         sd.remove("vg1").unwrap();
         assert!(sd.load_all().0.is_empty());
+        assert_eq!(hex(&[0, 9, 200, 0xab]), "0009c8ab");
         assert_eq!(unhex(&hex(&[0, 9, 200])), Some(vec![0, 9, 200]));
         assert_eq!(unhex("abc"), None);
         assert_eq!(unhex("zz"), None);

@@ -187,6 +187,29 @@ fn malformed_and_oversized_requests_get_errors() {
     assert!(matches!(h.call(&Request::Status), Ok(Response::Status(_))));
 }
 
+/// SIGTERM stops lockd only when no lockspace is started: exiting with one would leave its
+/// leases to the watchdog (a host reset). The refusal is logged and the daemon goes on serving.
+#[test]
+fn sigterm_exits_only_without_lockspaces() {
+    let d = SharedDisk::new("term", "vg1", 2);
+    let mut h = Host::new("term", 1, "");
+    h.start();
+    assert!(h.call(&d.start_req()).is_ok());
+    h.signal(libc::SIGTERM);
+    let t0 = std::time::Instant::now();
+    while !h.log_text().contains("SIGTERM ignored: the lockspace of VG(s) vg1 is started") {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10), "no refusal logged: {}", h.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(h.alive());
+    assert!(matches!(h.call(&Request::Status), Ok(Response::Status(_))));
+    assert!(h.call(&Request::LockStop { vg: "vg1".into(), force: false }).is_ok());
+    h.signal(libc::SIGTERM);
+    let st = h.wait_exit(std::time::Duration::from_secs(10)).expect("lockd still runs after SIGTERM");
+    assert!(st.success(), "{st}: {}", h.log_text());
+    assert!(!h.run_dir().join("lockd.sock").exists());
+}
+
 #[test]
 fn second_daemon_on_the_same_run_dir_refuses() {
     let mut h = Host::new("twice", 1, "");

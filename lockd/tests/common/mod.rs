@@ -169,6 +169,21 @@ impl Host {
         assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
     }
 
+    /// Waits up to `limit` for the daemon to exit; its status, or None if it still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.as_mut().expect("started").try_wait().unwrap() {
+                self.child = None;
+                return Some(st);
+            }
+            if start.elapsed() >= limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn alive(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
     }
