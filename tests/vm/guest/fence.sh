@@ -30,6 +30,14 @@ if [ "$role" = A ]; then
     t lvt lvchange -aey fv/lv1
     signal a-active
     await_peer b-refused
+    # Freeze lockd in its steady state, after a renewal: the check times host_dead from A's last
+    # renewal (right after the join the first one may still be 2N away).
+    lockd_log=$S/$SANLVM_VM.lockd.log
+    for _ in $(seq 100); do
+        grep -q "lvm_fv: renewed in" "$lockd_log" && break
+        sleep 0.1
+    done
+    grep -q "lvm_fv: renewed in" "$lockd_log" || fail "lockd did not renew lvm_fv within 10 s of B's refusal"
     clock_mark start
     up_now
     u=$UP
