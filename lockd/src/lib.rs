@@ -102,15 +102,5 @@ fn stop_on_signal(d: &daemon::Daemon, set: nix::sys::signal::SigSet, run_dir: &s
 
 /// Log lines on stderr (journald adds its own time stamps); `LOCKD_DEBUG` adds every renewal.
 pub fn init_logging() {
-    let level = if std::env::var_os("LOCKD_DEBUG").is_some() { tracing::Level::DEBUG } else { tracing::Level::INFO };
-    let fmt = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_max_level(level);
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        fmt.without_time().init();
-    } else {
-        fmt.init();
-    }
+    wdmd::logging::init(std::env::var_os("LOCKD_DEBUG").is_some());
 }

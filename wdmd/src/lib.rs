@@ -18,6 +18,7 @@ pub mod client;
 pub mod daemon;
 pub mod device;
 pub mod frame;
+pub mod logging;
 pub mod protocol;
 pub mod server;
 pub mod state;

@@ -3,25 +3,10 @@
 use std::process::ExitCode;
 
 use sd_notify::NotifyState;
-use tracing::{error, warn, Level};
+use tracing::{error, warn};
 use wdmd::cli::{self, Command, DeviceChoice};
 use wdmd::device::{DeviceWatchdog, FileWatchdog, Watchdog};
 use wdmd::server::{self, ServerConfig};
-
-fn init_logging(debug: bool) {
-    let level = if debug { Level::DEBUG } else { Level::INFO };
-    let fmt = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_max_level(level);
-    // journald stamps every line itself.
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        fmt.without_time().init();
-    } else {
-        fmt.init();
-    }
-}
 
 fn status(run_dir: &std::path::Path) -> ExitCode {
     let res = wdmd::client::Client::connect(run_dir).and_then(|mut c| c.status());
@@ -81,7 +66,7 @@ fn main() -> ExitCode {
         Command::Status { run_dir } => return status(&run_dir),
         Command::Daemon(a) => a,
     };
-    init_logging(args.debug);
+    wdmd::logging::init(args.debug);
     let mut test_mode = false;
     let wd: Box<dyn Watchdog> = match &args.device {
         DeviceChoice::Kernel(path) => match DeviceWatchdog::find(path.as_deref()) {
