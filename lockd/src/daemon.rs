@@ -16,7 +16,7 @@ use crate::lockspace::{err, Env, Lockspace, Phase};
 use crate::protocol::{
     DaemonStatus, ErrorCode, ErrorReply, LeaseArea, Mode, Request, Resource, Response, PROTOCOL_VERSION,
 };
-use crate::state::{boot_id, StateDir};
+use crate::state::{boot_id, Recorded, StateDir};
 use crate::watchdog::WatchdogFactory;
 
 pub struct Daemon {
@@ -214,18 +214,18 @@ impl Daemon {
         }
     }
 
-    /// Resumes the lockspaces recorded by a previous lockd of this boot (see `state.rs`).
     /// Names of the lockspaces started here.
     pub fn started(&self) -> Vec<String> {
         self.lockspaces.lock().unwrap().keys().cloned().collect()
     }
 
+    /// Resumes the lockspaces recorded by a previous lockd of this boot (see `state.rs`).
     pub fn resume_all(&self) {
         let (saved, bad) = self.env.state.load_all();
         for (p, e) in bad {
             error!("state file {}: {e}; ignored", p.display());
         }
-        for s in saved {
+        for Recorded { lockspace: s, locks } in saved {
             if s.boot_id != self.env.boot_id {
                 info!("lockspace lvm_{}: state from an earlier boot; discarded", s.vg);
                 let _ = self.env.state.remove(&s.vg);
@@ -248,10 +248,10 @@ impl Daemon {
             };
             self.lockspaces.lock().unwrap().insert(s.vg.clone(), ls.clone());
             match ls.resume(&s) {
-                Ok(()) => ls.restore_locks(&s.locks, s.generation),
+                Ok(()) => ls.restore_locks(&locks, s.generation),
                 Err(reason) => {
                     warn!("lockspace lvm_{}: cannot resume: {reason}", s.vg);
-                    ls.load_records(&s.locks);
+                    ls.load_records(&locks);
                     ls.fail_resumed(&s, format!("not resumable after restart: {reason}"));
                 }
             }

@@ -24,7 +24,7 @@ use lease::ondisk::{LeaderRecord, LeaseKind, Name, PaxosDblock, RecordError};
 use lease::paxos_lease::{self, AcquireOptions, HeldResource, Mode as PMode, PaxosCtx, ResourceArea};
 use lease::timeouts::BALLOT_BACKOFF_MAX;
 use lease::LeaseError;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::fence::FencedLv;
 use crate::lockspace::{err, lease_err, Lockspace, Phase};
@@ -352,7 +352,7 @@ impl Lockspace {
                 }
                 drop(tb);
                 if changed {
-                    self.save();
+                    self.save_lock(&t.key, t.area.offset);
                 }
                 return Ok(self.vg_version(t, want));
             }
@@ -362,7 +362,7 @@ impl Lockspace {
             drop(tb);
             if new.is_some() {
                 // Record the intent: a restart finds out whether the lease became ours.
-                self.save();
+                self.save_lock(&t.key, t.area.offset);
             }
             let (after, outcome) = self.paxos_change(&t.area, held, new);
             let mut tb = self.table.lock().unwrap();
@@ -381,7 +381,7 @@ impl Lockspace {
             }
             self.table_cv.notify_all();
             drop(tb);
-            self.save();
+            self.save_lock(&t.key, t.area.offset);
             match outcome {
                 Ok(()) => {
                     info!(
@@ -580,7 +580,7 @@ impl Lockspace {
         let mut lvs = 0;
         let keys: Vec<Key> = self.table.lock().unwrap().res.keys().cloned().collect();
         for key in keys {
-            let held = {
+            let (offset, held) = {
                 let mut tb = self.table.lock().unwrap();
                 while tb.res.get(&key).is_some_and(|r| r.busy) {
                     tb = self.table_cv.wait(tb).unwrap();
@@ -589,7 +589,7 @@ impl Lockspace {
                 if matches!(key, Key::Lv(_)) && r.persistent.is_some() {
                     lvs += 1;
                 }
-                r.held
+                (r.offset, r.held)
             };
             if let Some(h) = held {
                 let area = h.area;
@@ -597,9 +597,9 @@ impl Lockspace {
                     warn!("lockspace {}: release of {} failed: {e}", self.ls_name, area.name);
                 }
             }
+            self.save_lock(&key, offset);
         }
         self.table_cv.notify_all();
-        self.save();
         lvs
     }
 
@@ -623,7 +623,9 @@ impl Lockspace {
             hosts: Some(&hosts),
             faults: ProtocolFaults::default(),
         };
-        for (_, r) in res {
+        for (key, r) in res {
+            // Forgotten here, so forgotten by a restarted lockd too.
+            self.save_lock(&key, r.offset);
             let Some(h) = r.held else { continue };
             if mono() + 2 * io >= host_dead {
                 warn!("lockspace {}: too close to host_dead to release {}; left to expire", self.ls_name, h.area.name);
@@ -636,14 +638,16 @@ impl Lockspace {
         }
     }
 
-    /// The lock table for the state file.
-    pub fn saved_locks(&self) -> Vec<SavedLock> {
-        let tb = self.table.lock().unwrap();
-        tb.res
-            .iter()
-            .filter(|(_, r)| r.held.is_some() || r.pending)
-            .map(|(k, r)| SavedLock {
-                resource: match k {
+    /// Records the lock on `key` (its lease at `offset`) as the table has it now, or forgets it.
+    pub fn save_lock(&self, key: &Key, offset: u64) {
+        // Read the table under the save mutex: records reach the file in the order it changed.
+        let _g = self.save_mutex.lock().unwrap();
+        let generation = self.shared().generation;
+        let record = {
+            let tb = self.table.lock().unwrap();
+            tb.res.get(key).filter(|r| r.held.is_some() || r.pending).map(|r| SavedLock {
+                generation,
+                resource: match key {
                     Key::Gl => Resource::Gl,
                     Key::Vg => Resource::Vg,
                     Key::Lv(u) => {
@@ -665,7 +669,11 @@ impl Lockspace {
                     },
                 }),
             })
-            .collect()
+        };
+        if let Err(e) = self.env.state.save_lock(&self.vg, offset, record.as_ref()) {
+            // A restart would then lose this lock (the watchdog covers safety).
+            error!("lockspace {}: cannot record a lock in {}: {e}", self.ls_name, self.env.state.dir.display());
+        }
     }
 
     pub fn lock_infos(&self) -> Vec<LockInfo> {
@@ -764,7 +772,10 @@ impl Lockspace {
             } else {
                 recorded
             };
-            let Some(held) = held else { continue };
+            let Some(held) = held else {
+                self.save_lock(&t.key, t.area.offset);
+                continue;
+            };
             let keep = s.persistent.is_some();
             let mut tb = self.table.lock().unwrap();
             let mut r = Res::new(t.area.offset, t.lv_name.clone());
@@ -772,6 +783,7 @@ impl Lockspace {
             r.held = Some(held);
             tb.res.insert(t.key.clone(), r);
             drop(tb);
+            self.save_lock(&t.key, t.area.offset);
             if keep {
                 info!(
                     "lockspace {}: kept {} mono_ms={}",
@@ -783,7 +795,6 @@ impl Lockspace {
                 warn!("lockspace {}: release of a dead command's lock failed: {}", self.ls_name, e.message);
             }
         }
-        self.save();
     }
 }
 

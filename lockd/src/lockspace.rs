@@ -99,7 +99,8 @@ pub struct Lockspace {
     pub(crate) table_cv: Condvar,
     thread: Mutex<Option<JoinHandle<()>>>,
     watchdog: Mutex<Option<Box<dyn Watchdog>>>,
-    save_lock: Mutex<()>,
+    /// Serializes state records, so they reach the files in the order things changed.
+    pub(crate) save_mutex: Mutex<()>,
 }
 
 pub fn err(code: ErrorCode, message: impl Into<String>) -> ErrorReply {
@@ -207,7 +208,7 @@ impl Lockspace {
             table_cv: Condvar::new(),
             thread: Mutex::new(None),
             watchdog: Mutex::new(None),
-            save_lock: Mutex::new(()),
+            save_mutex: Mutex::new(()),
         })
     }
 
@@ -319,6 +320,10 @@ impl Lockspace {
         if let Ok(buf) = block_on(disk.read(0, self.geometry.area_bytes() as usize, t.io())) {
             let mut sh = self.shared();
             self.fold_area(&mut sh, &buf, mono());
+        }
+        // A new generation holds nothing yet: records of an earlier one must not be restored.
+        if let Err(e) = self.env.state.clear_locks(&self.vg) {
+            warn!("lockspace {}: cannot clear old lock records: {e}", self.ls_name);
         }
         self.save();
         info!(
@@ -664,9 +669,9 @@ impl Lockspace {
         Ok(released)
     }
 
-    /// Records what a restarted lockd needs.
+    /// Records our delta lease for a restarted lockd (the locks: `save_lock`).
     pub fn save(&self) {
-        let _g = self.save_lock.lock().unwrap();
+        let _g = self.save_mutex.lock().unwrap();
         let (generation, delta_sector, last_success) = {
             let sh = self.shared();
             if matches!(sh.phase, Phase::Starting) {
@@ -686,7 +691,6 @@ impl Lockspace {
             delta_sector: hex(&delta_sector),
             last_success_ms: ms(last_success),
             gl_enabled: self.gl_enabled,
-            locks: self.saved_locks(),
         };
         if let Err(e) = self.env.state.save(&s) {
             // A restart would then lose this lockspace's locks (the watchdog covers safety).

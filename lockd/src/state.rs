@@ -1,12 +1,18 @@
 //! What lockd records under `run_dir/state/` so that a restarted lockd (crash, kill -9,
 //! upgrade) can go on renewing the *same* delta lease generation before the wdmd expiry, and so
-//! keep every paxos lease it holds valid. One file per lockspace, replaced atomically (write,
-//! fsync, rename, fsync the directory) after every renewal and every change of a held lease.
+//! keep every paxos lease it holds valid.
+//!
+//! Per lockspace: `lvm_<vg>.json` (the delta lease: rewritten after every renewal) and
+//! `lvm_<vg>.locks/<offset>.json`, one record per lease held or being acquired, rewritten when
+//! that lock changes. One record per lock keeps a lock change O(1) however many LVs are active
+//! (a single file was rewritten whole, twice per change: quadratic in a 500-LV `vgchange`).
 //!
 //! A record is only good for the boot it was written in (CLOCK_MONOTONIC and the previous
-//! incarnation's watchdog entry only exist within one boot).
+//! incarnation's watchdog entry only exist within one boot). So records are replaced atomically
+//! (write a temporary file, rename) but not fsynced: a daemon's crash keeps the page cache, and
+//! what a machine crash loses belongs to a boot that is over anyway.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -14,7 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::{LeaseArea, Mode, Resource};
 
-pub const FORMAT: u32 = 1;
+/// 2: locks in their own records (1 had them inside the lockspace's).
+pub const FORMAT: u32 = 2;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct SavedHeld {
@@ -28,6 +35,9 @@ pub struct SavedHeld {
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct SavedLock {
+    /// The delta lease generation the lock was taken under: a record of another generation is
+    /// stale and never restored.
+    pub generation: u64,
     pub resource: Resource,
     /// The host's own (persistent) mode.
     pub persistent: Option<Mode>,
@@ -54,6 +64,12 @@ pub struct SavedLockspace {
     /// expiry counts from it.
     pub last_success_ms: u64,
     pub gl_enabled: bool,
+}
+
+/// One lockspace as recorded: its delta lease and the locks of its generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub lockspace: SavedLockspace,
     pub locks: Vec<SavedLock>,
 }
 
@@ -63,7 +79,7 @@ pub fn boot_id() -> String {
 }
 
 pub fn hex(b: &[u8]) -> String {
-    // Saved on every lock change for every held lock: no formatting machinery per byte.
+    // Saved on every lock change: no formatting machinery per byte.
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(b.len() * 2);
     for &x in b {
@@ -84,6 +100,20 @@ pub struct StateDir {
     pub dir: PathBuf,
 }
 
+/// Replaces `path` with `body` so that a reader sees the old or the new content, never a mix.
+fn replace(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    File::create(&tmp)?.write_all(body)?;
+    fs::rename(&tmp, path)
+}
+
+fn remove_if_there(r: std::io::Result<()>) -> std::io::Result<()> {
+    match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 impl StateDir {
     pub fn new(run_dir: &Path) -> std::io::Result<StateDir> {
         let dir = run_dir.join("state");
@@ -95,48 +125,87 @@ impl StateDir {
         self.dir.join(format!("lvm_{vg}.json"))
     }
 
+    fn locks_dir(&self, vg: &str) -> PathBuf {
+        self.dir.join(format!("lvm_{vg}.locks"))
+    }
+
+    /// A lock's record is named by its lease's offset in the lease area: unique per resource,
+    /// and a plain number whatever the client sent as a resource name.
+    fn lock_path(&self, vg: &str, offset: u64) -> PathBuf {
+        self.locks_dir(vg).join(format!("{offset}.json"))
+    }
+
     pub fn save(&self, s: &SavedLockspace) -> std::io::Result<()> {
-        let path = self.path(&s.vg);
-        let tmp = path.with_extension("json.tmp");
-        let body = serde_json::to_vec(s).expect("state always serializes");
-        {
-            let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-            f.write_all(&body)?;
-            f.sync_all()?;
+        replace(&self.path(&s.vg), &serde_json::to_vec(s).expect("state always serializes"))
+    }
+
+    /// Records the lock whose lease is at `offset`, or forgets it (`None`: neither held nor
+    /// being acquired).
+    pub fn save_lock(&self, vg: &str, offset: u64, lock: Option<&SavedLock>) -> std::io::Result<()> {
+        let path = self.lock_path(vg, offset);
+        match lock {
+            Some(l) => {
+                fs::create_dir_all(self.locks_dir(vg))?;
+                replace(&path, &serde_json::to_vec(l).expect("state always serializes"))
+            }
+            None => remove_if_there(fs::remove_file(path)),
         }
-        fs::rename(&tmp, &path)?;
-        File::open(&self.dir)?.sync_all()
+    }
+
+    /// Forgets every lock record of `vg` (a new generation starts with none).
+    pub fn clear_locks(&self, vg: &str) -> std::io::Result<()> {
+        remove_if_there(fs::remove_dir_all(self.locks_dir(vg)))
     }
 
     pub fn remove(&self, vg: &str) -> std::io::Result<()> {
-        match fs::remove_file(self.path(vg)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        self.clear_locks(vg)?;
+        remove_if_there(fs::remove_file(self.path(vg)))
     }
 
-    /// Every record, with the ones that cannot be parsed reported by file name.
-    pub fn load_all(&self) -> (Vec<SavedLockspace>, Vec<(PathBuf, String)>) {
+    /// Every record, with the ones that cannot be used reported by file name.
+    pub fn load_all(&self) -> (Vec<Recorded>, Vec<(PathBuf, String)>) {
         let mut good = vec![];
         let mut bad = vec![];
-        let Ok(rd) = fs::read_dir(&self.dir) else { return (good, bad) };
-        let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        paths.sort();
-        for p in paths {
-            if p.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
-            }
-            match fs::read(&p)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice::<SavedLockspace>(&b).map_err(|e| format!("unreadable: {e}")))
-            {
-                Ok(s) if s.format == FORMAT => good.push(s),
+        for p in json_files(&self.dir) {
+            match read_json::<SavedLockspace>(&p) {
+                Ok(s) if s.format == FORMAT => {
+                    let locks = self.load_locks(&s, &mut bad);
+                    good.push(Recorded { lockspace: s, locks });
+                }
                 Ok(s) => bad.push((p, format!("format {} is not {FORMAT}", s.format))),
                 Err(e) => bad.push((p, e)),
             }
         }
         (good, bad)
     }
+
+    fn load_locks(&self, s: &SavedLockspace, bad: &mut Vec<(PathBuf, String)>) -> Vec<SavedLock> {
+        let mut locks = vec![];
+        for p in json_files(&self.locks_dir(&s.vg)) {
+            match read_json::<SavedLock>(&p) {
+                Ok(l) if l.generation == s.generation => locks.push(l),
+                Ok(l) => bad.push((p, format!("generation {} is not the lockspace's {}", l.generation, s.generation))),
+                Err(e) => bad.push((p, e)),
+            }
+        }
+        locks
+    }
+}
+
+/// The `*.json` files of `dir`, sorted (none if it cannot be read).
+fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = fs::read_dir(dir) else { return vec![] };
+    let mut paths: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("json"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T, String> {
+    let b = fs::read(p).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&b).map_err(|e| format!("unreadable: {e}"))
 }
 
 #[cfg(test)]
@@ -144,11 +213,8 @@ mod tests {
     use super::*;
     use crate::protocol::AreaPiece;
 
-    #[test]
-    fn save_load_remove() {
-        let dir = std::env::temp_dir().join(format!("lockd-state-test-{}", std::process::id()));
-        let sd = StateDir::new(&dir).unwrap();
-        let s = SavedLockspace {
+    fn lockspace() -> SavedLockspace {
+        SavedLockspace {
             format: FORMAT,
             vg: "vg1".into(),
             vg_uuid: "u".into(),
@@ -164,23 +230,47 @@ mod tests {
             delta_sector: hex(&[1, 2, 0xff]),
             last_success_ms: 1234,
             gl_enabled: true,
-            locks: vec![SavedLock {
-                resource: Resource::Vg,
-                persistent: None,
-                transient: true,
-                pending: false,
-                held: Some(SavedHeld { mode: Mode::Ex, lver: 4, leader: "00".into(), dblock: "11".into() }),
-            }],
-        };
+        }
+    }
+
+    fn lock(generation: u64, resource: Resource) -> SavedLock {
+        SavedLock {
+            generation,
+            resource,
+            persistent: None,
+            transient: true,
+            pending: false,
+            held: Some(SavedHeld { mode: Mode::Ex, lver: 4, leader: "00".into(), dblock: "11".into() }),
+        }
+    }
+
+    #[test]
+    fn save_load_remove() {
+        let dir = std::env::temp_dir().join(format!("lockd-state-test-{}", std::process::id()));
+        let sd = StateDir::new(&dir).unwrap();
+        let s = lockspace();
         sd.save(&s).unwrap();
         sd.save(&s).unwrap();
+        let vg_lock = lock(7, Resource::Vg);
+        let lv_lock = lock(7, Resource::Lv { uuid: "a/../b".into(), offset: 68 << 20, name: "lv".into() });
+        sd.save_lock("vg1", 66 << 20, Some(&vg_lock)).unwrap();
+        sd.save_lock("vg1", 68 << 20, Some(&lv_lock)).unwrap();
+        // Another generation's record (a stop that did not finish) is never restored.
+        sd.save_lock("vg1", 65 << 20, Some(&lock(6, Resource::Gl))).unwrap();
         std::fs::write(sd.dir.join("lvm_bad.json"), b"{").unwrap();
         let (good, bad) = sd.load_all();
-        assert_eq!(good, vec![s]);
-        assert_eq!(bad.len(), 1);
+        assert_eq!(good, vec![Recorded { lockspace: s.clone(), locks: vec![vg_lock.clone(), lv_lock] }]);
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert!(bad.iter().any(|(p, e)| p.ends_with("lvm_vg1.locks/68157440.json") && e.contains("generation 6")));
+        // Forgetting one lock leaves the others.
+        sd.save_lock("vg1", 68 << 20, None).unwrap();
+        sd.save_lock("vg1", 68 << 20, None).unwrap();
+        sd.save_lock("vg1", 65 << 20, None).unwrap();
+        assert_eq!(sd.load_all().0, vec![Recorded { lockspace: s, locks: vec![vg_lock] }]);
         sd.remove("vg1").unwrap();
         sd.remove("vg1").unwrap();
         assert!(sd.load_all().0.is_empty());
+        assert!(!sd.dir.join("lvm_vg1.locks").exists());
         assert_eq!(hex(&[0, 9, 200, 0xab]), "0009c8ab");
         assert_eq!(unhex(&hex(&[0, 9, 200])), Some(vec![0, 9, 200]));
         assert_eq!(unhex("abc"), None);
