@@ -14,7 +14,7 @@ use std::time::Duration;
 /// Alignment of every I/O buffer: enough for O_DIRECT on 512 and 4096-byte sector devices.
 pub const BUF_ALIGN: usize = 4096;
 
-/// A zero-initialised heap buffer aligned to [`BUF_ALIGN`].
+/// A heap buffer aligned to [`BUF_ALIGN`]: zero-initialised, or filled by a read.
 pub struct AlignedBuf {
     ptr: std::ptr::NonNull<u8>,
     len: usize,
@@ -35,14 +35,33 @@ impl AlignedBuf {
         let ptr = std::ptr::NonNull::new(ptr).unwrap_or_else(|| alloc::handle_alloc_error(layout));
         AlignedBuf { ptr, len, in_flight: None }
     }
+    /// A buffer for the kernel to read into, not zeroed: zeroing 1 MiB for every paxos read was
+    /// most of lockd's CPU time. Its bytes are uninitialised until the read completes, so a
+    /// backend only passes its raw pointer to the kernel and hands it out after a transfer of
+    /// the full length (a short or failed read drops it unread).
+    pub(crate) fn for_read(len: usize) -> AlignedBuf {
+        let layout = Layout::from_size_align(len.max(1), BUF_ALIGN).expect("buffer size overflow");
+        // SAFETY: layout has non-zero size.
+        let ptr = unsafe { alloc::alloc(layout) };
+        let ptr = std::ptr::NonNull::new(ptr).unwrap_or_else(|| alloc::handle_alloc_error(layout));
+        AlignedBuf { ptr, len, in_flight: None }
+    }
     pub fn from_slice(data: &[u8]) -> AlignedBuf {
-        let mut b = AlignedBuf::zeroed(data.len());
-        b.copy_from_slice(data);
+        let mut b = AlignedBuf::for_read(data.len());
+        // SAFETY: b is valid for data.len() bytes and does not overlap data; this initialises all.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), b.as_mut_ptr(), data.len()) };
         b
     }
     /// Ties `token` to this buffer's lifetime (see [`AlignedBuf::in_flight`]).
     pub fn track(&mut self, token: std::sync::Arc<()>) {
         self.in_flight = Some(token);
+    }
+    /// The length without looking at the bytes (which `for_read` leaves uninitialised).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
     pub fn as_ptr(&self) -> *const u8 {
         self.ptr.as_ptr()
@@ -55,7 +74,7 @@ impl AlignedBuf {
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
         let layout = Layout::from_size_align(self.len.max(1), BUF_ALIGN).unwrap();
-        // SAFETY: allocated in `zeroed` with this layout.
+        // SAFETY: allocated in `zeroed` or `for_read` with this layout.
         unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) }
     }
 }
@@ -63,7 +82,8 @@ impl Drop for AlignedBuf {
 impl Deref for AlignedBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: ptr is valid for len initialised bytes for the buffer's lifetime.
+        // SAFETY: ptr is valid for len bytes for the buffer's lifetime, initialised (zeroed, or
+        // by a completed full read: see `for_read`).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }

@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -84,7 +85,7 @@ impl Threads {
     }
 
     pub(super) fn read(&self, offset: u64, len: usize, timeout: Duration) -> Result<AlignedBuf, IoError> {
-        let (buf, n) = self.run(Op::Read, offset, AlignedBuf::zeroed(len), timeout)?;
+        let (buf, n) = self.run(Op::Read, offset, AlignedBuf::for_read(len), timeout)?;
         transfer_result(len, n as i64)?;
         Ok(buf)
     }
@@ -180,7 +181,14 @@ impl Pool {
         #[cfg(test)]
         self.call_hook(HookPoint::Before);
         let res = match op {
-            Op::Read => self.file.read_at(&mut buf, offset),
+            Op::Read => {
+                // Through the raw pointer: the buffer is uninitialised until this fills it.
+                // SAFETY: the buffer is valid for len bytes and owned by this job.
+                let n = unsafe {
+                    libc::pread(self.file.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), offset as libc::off_t)
+                };
+                usize::try_from(n).map_err(|_| io::Error::last_os_error())
+            }
             Op::Write => self.file.write_at(&buf, offset),
         };
         #[cfg(test)]

@@ -125,7 +125,7 @@ impl Uring {
     }
 
     pub(super) fn read(&self, offset: u64, len: usize, timeout: Duration) -> Result<AlignedBuf, IoError> {
-        let (buf, res) = self.io(false, offset, AlignedBuf::zeroed(len), timeout)?;
+        let (buf, res) = self.io(false, offset, AlignedBuf::for_read(len), timeout)?;
         transfer_result(len, res as i64)?;
         Ok(buf)
     }
