@@ -2,8 +2,8 @@
 //! and committed text; then, for one VG, pick the copy with the highest seqno across all PVs and
 //! mdas, match the VG's PVs to devices by UUID, and report every copy that disagrees.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::commit::{commit_to, PvTarget};
 use crate::device::{BlockDevice, FileDevice};
@@ -23,6 +23,9 @@ pub struct MdaCopy {
     pub vg_name: String,
     pub vg_id: Uuid,
     pub seqno: u32,
+    /// The text parsed (shared by identical copies; `read_vg` uses it instead of parsing again:
+    /// parsing a 500-LV VG is most of a command's CPU time).
+    pub vg: Arc<Vg>,
 }
 
 /// What one metadata area holds.
@@ -102,10 +105,10 @@ pub struct VgRead {
     pub disagreements: Vec<MdaReport>,
 }
 
-/// (checksum, size) of a text -> (VG name, VG id, seqno), so identical copies are parsed once.
-type SummaryCache = BTreeMap<(u32, u64), (String, Uuid, u32)>;
+/// Texts parsed so far and their VGs, so identical copies (on other PVs) are parsed once.
+type ParsedCopies = Vec<(Vec<u8>, Arc<Vg>)>;
 
-fn scan_mda(dev: &dyn BlockDevice, area: DiskLocn, cache: &mut SummaryCache) -> MdaState {
+fn scan_mda(dev: &dyn BlockDevice, area: DiskLocn, cache: &mut ParsedCopies) -> MdaState {
     let header = match mda::read_header(dev, area) {
         Ok(h) => h,
         Err(e) => return MdaState::Bad(e),
@@ -118,27 +121,33 @@ fn scan_mda(dev: &dyn BlockDevice, area: DiskLocn, cache: &mut SummaryCache) -> 
         Ok(t) => t,
         Err(e) => return MdaState::Bad(e),
     };
-    // Identical copies (same checksum and size) on other PVs need not be parsed again.
-    let key = (locn.checksum, locn.size);
-    let summary = match cache.get(&key) {
-        Some(s) => s.clone(),
+    let vg = match cache.iter().find(|(t, _)| *t == text) {
+        Some((_, vg)) => vg.clone(),
         None => match Vg::from_text(&text) {
             Ok(vg) => {
-                let s = (vg.name.clone(), vg.id, vg.seqno);
-                cache.insert(key, s.clone());
-                s
+                let vg = Arc::new(vg);
+                cache.push((text.clone(), vg.clone()));
+                vg
             }
             Err(e) => return MdaState::Bad(e),
         },
     };
-    MdaState::Copy(Box::new(MdaCopy { header, locn, text, vg_name: summary.0, vg_id: summary.1, seqno: summary.2 }))
+    MdaState::Copy(Box::new(MdaCopy {
+        header,
+        locn,
+        text,
+        vg_name: vg.name.clone(),
+        vg_id: vg.id,
+        seqno: vg.seqno,
+        vg,
+    }))
 }
 
 impl Scan {
     /// Scans exactly these devices (block devices, loop devices or plain files).
     pub fn devices<P: AsRef<Path>>(paths: &[P]) -> Scan {
         let mut scan = Scan::default();
-        let mut cache = BTreeMap::new();
+        let mut cache = ParsedCopies::new();
         for p in paths {
             let path = p.as_ref().to_path_buf();
             let dev = match FileDevice::open(&path, false) {
@@ -156,14 +165,14 @@ impl Scan {
     /// Scans in-memory or otherwise opened devices (tests, tools).
     pub fn opened(devs: &[&dyn BlockDevice]) -> Scan {
         let mut scan = Scan::default();
-        let mut cache = BTreeMap::new();
+        let mut cache = ParsedCopies::new();
         for dev in devs {
             scan.add(Path::new(dev.name()), *dev, &mut cache);
         }
         scan
     }
 
-    fn add(&mut self, path: &Path, dev: &dyn BlockDevice, cache: &mut SummaryCache) {
+    fn add(&mut self, path: &Path, dev: &dyn BlockDevice, cache: &mut ParsedCopies) {
         let path = path.to_path_buf();
         match Label::read(dev) {
             Ok(label) => {
@@ -208,7 +217,7 @@ impl Scan {
                 format!("two VGs with this name (ids {} and {})", chosen.vg_id, other.vg_id),
             ));
         }
-        let vg = Vg::from_text(&chosen.text)?;
+        let vg = (*chosen.vg).clone();
         let mut devices = vec![];
         let mut missing = vec![];
         for pv in &vg.pvs {
