@@ -160,8 +160,11 @@ struct Parser<'a> {
     te: usize,
     t: Tok,
     line: usize,
-    /// key whose value is being read (for the creation_time repair, as libdm does)
-    key: String,
+    /// The value being read is creation_time's (repaired when out of range, as libdm does).
+    in_creation_time: bool,
+    /// The whole text, when it is valid UTF-8 (nearly always): tokens are sliced from it
+    /// without validating each again.
+    utf8: Option<&'a str>,
 }
 
 fn is_space(c: u8) -> bool {
@@ -275,6 +278,10 @@ impl<'a> Parser<'a> {
     }
 
     fn tok_str(&self) -> Result<&'a str> {
+        // Tokens end at ASCII bytes, so they are char boundaries of valid text.
+        if let Some(t) = self.utf8.and_then(|t| t.get(self.tb..self.te)) {
+            return Ok(t);
+        }
         std::str::from_utf8(&self.text[self.tb..self.te]).map_err(|_| self.err("text is not valid UTF-8"))
     }
 
@@ -289,7 +296,11 @@ impl<'a> Parser<'a> {
     fn string_token(&self) -> Result<String> {
         let raw = self.tok_str()?;
         let inner = &raw[1..raw.len() - 1];
-        Ok(if self.t == Tok::StrEscaped { unescape(inner) } else { inner.to_string() })
+        Ok(if self.t == Tok::StrEscaped && inner.as_bytes().contains(&b'\\') {
+            unescape(inner)
+        } else {
+            inner.to_string()
+        })
     }
 
     fn file(&mut self) -> Result<Vec<Node>> {
@@ -311,21 +322,9 @@ impl<'a> Parser<'a> {
         }
         self.next()?;
         // "a/b" is a path: every part but the last becomes a section holding the next.
-        let mut parts = vec![];
-        let mut rest = key.as_str();
-        loop {
-            rest = rest.trim_start_matches('/');
-            let end = rest.find('/').unwrap_or(rest.len());
-            if end == 0 {
-                return Err(self.err(format!("empty component in key path \"{key}\"")));
-            }
-            parts.push(&rest[..end]);
-            rest = &rest[end..];
-            if rest.is_empty() {
-                break;
-            }
-        }
-        let last = parts.pop().expect("at least one part");
+        let (parts, key) =
+            if key.as_bytes().contains(&b'/') { split_path(&key).map_err(|e| self.err(e))? } else { (vec![], key) };
+        let last = key.as_str();
         if self.depth + parts.len() + 1 > MAX_SECTION_DEPTH {
             return Err(self.err(format!("sections nested deeper than {MAX_SECTION_DEPTH} levels")));
         }
@@ -344,12 +343,12 @@ impl<'a> Parser<'a> {
             Item::Section(children)
         } else {
             self.expect(Tok::Eq)?;
-            self.key = last.to_string();
+            self.in_creation_time = last == "creation_time";
             Item::Value(self.value()?)
         };
-        let mut node = Node { key: last.to_string(), item };
+        let mut node = Node { key, item };
         for p in parts.into_iter().rev() {
-            node = Node::section(p, vec![node]);
+            node = Node { key: p, item: Item::Section(vec![node]) };
         }
         parent.push(node);
         Ok(())
@@ -378,7 +377,7 @@ impl<'a> Parser<'a> {
                 match parse_int(text) {
                     Some(i) => Scalar::Int(i),
                     // lvm2 < 2.02.169 on 32-bit could write a bad creation_time; libdm repairs it.
-                    None if self.key == "creation_time" => Scalar::Int(1_527_120_000),
+                    None if self.in_creation_time => Scalar::Int(1_527_120_000),
                     None => return Err(self.err(format!("integer {text} out of range"))),
                 }
             }
@@ -390,6 +389,17 @@ impl<'a> Parser<'a> {
         self.next()?;
         Ok(s)
     }
+}
+
+/// A key path "a/b/c" as its leading parts and its last one. As in libdm, runs of slashes
+/// count as one and leading ones are ignored; a trailing one leaves an empty last part.
+fn split_path(key: &str) -> std::result::Result<(Vec<String>, String), String> {
+    if key.ends_with('/') {
+        return Err(format!("empty component in key path \"{key}\""));
+    }
+    let mut parts: Vec<String> = key.split('/').filter(|p| !p.is_empty()).map(str::to_string).collect();
+    let last = parts.pop().expect("a key not ending in a slash has a last part");
+    Ok((parts, last))
 }
 
 /// strtoll(text, NULL, 0) on a token of an optional sign and digits.
@@ -439,7 +449,9 @@ fn unescape(s: &str) -> String {
 
 /// Parses config text. Stops at the first NUL (metadata text is NUL-terminated).
 pub fn parse(text: &[u8]) -> Result<Vec<Node>> {
-    let mut p = Parser { depth: 0, text, tb: 0, te: 0, t: Tok::SectionE, line: 1, key: String::new() };
+    let text = &text[..text.iter().position(|&c| c == 0).unwrap_or(text.len())];
+    let utf8 = std::str::from_utf8(text).ok();
+    let mut p = Parser { depth: 0, text, tb: 0, te: 0, t: Tok::SectionE, line: 1, in_creation_time: false, utf8 };
     p.next()?;
     p.file()
 }
@@ -576,6 +588,21 @@ mod tests {
         assert_eq!(t.int("quoted key"), Some(1));
         assert_eq!(t.list("strs").unwrap().len(), 2);
         assert_eq!(t.list("trailing").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn key_paths() {
+        let t = p("a//b = 1 //c = 2 d/e { f = 3 }");
+        assert_eq!(t.section("a").unwrap().int("b"), Some(1), "runs of slashes count as one");
+        assert_eq!(t.int("c"), Some(2), "leading slashes are ignored");
+        assert_eq!(t.section("d").unwrap().section("e").unwrap().int("f"), Some(3));
+        for bad in ["a/ = 1", "/ = 1", "a// { }"] {
+            let e = parse(bad.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains("empty component"), "{bad}: {e}");
+        }
+        // Not UTF-8 in a comment is fine; in a token it is an error.
+        assert_eq!(parse(b"# \xff\nk = 1").unwrap().int("k"), Some(1));
+        assert!(parse(b"k = \"\xff\"").unwrap_err().to_string().contains("UTF-8"));
     }
 
     #[test]

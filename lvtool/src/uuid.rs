@@ -10,6 +10,11 @@ pub const ID_LEN: usize = 32;
 const ALPHABET: &[u8; 64] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!#";
 const GROUPS: [usize; 7] = [6, 4, 4, 4, 4, 4, 6];
 
+/// `ALPHABET.contains(&c)`, without the search (ids are checked for every LV of every read).
+fn in_alphabet(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'!' || c == b'#'
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Uuid([u8; ID_LEN]);
 
@@ -26,19 +31,27 @@ impl Uuid {
 
     /// The 32 bare characters, as found in a label.
     pub fn from_bytes(raw: &[u8]) -> Result<Uuid> {
-        let text = String::from_utf8_lossy(raw).into_owned();
-        let raw: [u8; ID_LEN] =
-            raw.try_into().map_err(|_| Error::InvalidUuid { text: text.clone(), reason: "not 32 characters" })?;
-        if !raw.iter().all(|c| ALPHABET.contains(c)) {
-            return Err(Error::InvalidUuid { text, reason: "invalid character" });
+        let bad = |reason| Error::InvalidUuid { text: String::from_utf8_lossy(raw).into_owned(), reason };
+        let raw: [u8; ID_LEN] = raw.try_into().map_err(|_| bad("not 32 characters"))?;
+        if !raw.iter().all(|&c| in_alphabet(c)) {
+            return Err(bad("invalid character"));
         }
         Ok(Uuid(raw))
     }
 
     /// Parses the text form; like lvm2, every dash is ignored wherever it is.
     pub fn parse(text: &str) -> Result<Uuid> {
-        let bare: Vec<u8> = text.bytes().filter(|&c| c != b'-').collect();
-        if bare.len() != ID_LEN {
+        let mut bare = [0u8; ID_LEN];
+        let mut n = 0;
+        for c in text.bytes().filter(|&c| c != b'-') {
+            if n == ID_LEN {
+                n += 1;
+                break;
+            }
+            bare[n] = c;
+            n += 1;
+        }
+        if n != ID_LEN {
             return Err(Error::InvalidUuid { text: text.to_string(), reason: "not 32 characters" });
         }
         Uuid::from_bytes(&bare).map_err(|_| Error::InvalidUuid { text: text.to_string(), reason: "invalid character" })
@@ -91,8 +104,18 @@ mod tests {
     }
 
     #[test]
+    fn alphabet_check_is_the_alphabet() {
+        for c in 0..=255u8 {
+            assert_eq!(in_alphabet(c), ALPHABET.contains(&c), "byte {c}");
+        }
+    }
+
+    #[test]
     fn rejects_bad_ids() {
         assert!(Uuid::parse("U0TsMr-HeRj").is_err());
+        // 33 characters, and far too many.
+        assert!(Uuid::parse("U0TsMr-HeRj-Zx8D-heeL-Dgpt-sDtV-bpI5lWx").is_err());
+        assert!(Uuid::parse(&"a".repeat(100)).is_err());
         assert!(Uuid::parse("U0TsMr-HeRj-Zx8D-heeL-Dgpt-sDtV-bpI5l*").is_err());
         assert!(Uuid::parse("U0TsMr-HeRj-Zx8D-heeL-Dgpt-sDtV-bpI5lWW").is_err());
     }
