@@ -11,6 +11,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use lease::ondisk::Geometry;
 use lease::timeouts::Timeouts;
@@ -60,6 +62,13 @@ fn mode(m: LockMode) -> Mode {
     }
 }
 
+/// How many LV lock requests `lock_lvs` keeps in flight (one connection each; lockd serves
+/// each connection in its own thread), so the paxos I/O of a `vgchange` overlaps.
+const PARALLEL_LV_LOCKS: usize = 8;
+
+/// A request's outcome: `Ok(None)` when lockd is not running.
+type CallOutcome = std::result::Result<Option<Response>, ClientError>;
+
 pub struct LockdLocker {
     run_dir: PathBuf,
     client: Option<Client>,
@@ -104,7 +113,7 @@ impl LockdLocker {
     }
 
     /// One request; `Ok(None)` when lockd is not running.
-    fn call(&mut self, req: &Request) -> std::result::Result<Option<Response>, ClientError> {
+    fn call(&mut self, req: &Request) -> CallOutcome {
         match self.client() {
             None => Ok(None),
             Some(c) => c.call(req).map(Some),
@@ -123,6 +132,35 @@ impl LockdLocker {
             }
         };
         lease_area(vg, &lookup, g)
+    }
+
+    /// The request for `lv`'s lease.
+    fn lv_request(&mut self, vg: &Vg, lv: &Lv, m: LockMode, persistent: bool) -> Result<Request> {
+        let Some(offset) = lv.lock_args.as_deref().and_then(lockarea::parse_lv_lock_args) else {
+            return Err(Error::metadata(&vg.name, format!("LV {} has no lease (lock_args)", lv.name)));
+        };
+        Ok(Request::Lock {
+            vg: vg.name.clone(),
+            resource: Resource::Lv { uuid: lv.id.to_string(), offset, name: lv.name.clone() },
+            mode: mode(m),
+            persistent,
+            area: Some(self.area(vg)?),
+        })
+    }
+
+    /// What an LV lock request's reply means for the command.
+    fn lv_outcome(&self, vg: &str, m: LockMode, out: CallOutcome) -> Result<()> {
+        match out {
+            Ok(Some(_)) => Ok(()),
+            // Nothing can be held where nothing runs.
+            Ok(None) if m == LockMode::Un => Ok(()),
+            Err(ClientError::Daemon(e)) if e.code == ErrorCode::NoLockspace && m == LockMode::Un => Ok(()),
+            Ok(None) => Err(Error::Invalid(self.not_started(vg))),
+            Err(ClientError::Daemon(e)) if e.code == ErrorCode::NoLockspace => {
+                Err(Error::Invalid(self.not_started(vg)))
+            }
+            Err(e) => Err(lock_err(e)),
+        }
     }
 
     fn not_started(&self, vg: &str) -> String {
@@ -203,28 +241,46 @@ impl Locker for LockdLocker {
         if !is_shared(vg) {
             return Ok(());
         }
-        let Some(offset) = lv.lock_args.as_deref().and_then(lockarea::parse_lv_lock_args) else {
-            return Err(Error::metadata(&vg.name, format!("LV {} has no lease (lock_args)", lv.name)));
-        };
-        let area = self.area(vg)?;
-        let req = Request::Lock {
-            vg: vg.name.clone(),
-            resource: Resource::Lv { uuid: lv.id.to_string(), offset, name: lv.name.clone() },
-            mode: mode(m),
-            persistent,
-            area: Some(area),
-        };
-        match self.call(&req) {
-            Ok(Some(_)) => Ok(()),
-            // Nothing can be held where nothing runs.
-            Ok(None) if m == LockMode::Un => Ok(()),
-            Err(ClientError::Daemon(e)) if e.code == ErrorCode::NoLockspace && m == LockMode::Un => Ok(()),
-            Ok(None) => Err(Error::Invalid(self.not_started(&vg.name))),
-            Err(ClientError::Daemon(e)) if e.code == ErrorCode::NoLockspace => {
-                Err(Error::Invalid(self.not_started(&vg.name)))
-            }
-            Err(e) => Err(lock_err(e)),
+        let req = self.lv_request(vg, lv, m, persistent)?;
+        let out = self.call(&req);
+        self.lv_outcome(&vg.name, m, out)
+    }
+
+    fn lock_lvs(&mut self, vg: &Vg, lvs: &[&Lv], m: LockMode) -> Vec<Result<()>> {
+        if !is_shared(vg) {
+            return lvs.iter().map(|_| Ok(())).collect();
         }
+        let reqs: Vec<Result<Request>> = lvs.iter().map(|lv| self.lv_request(vg, lv, m, true)).collect();
+        let mut outs: Vec<Option<CallOutcome>> = reqs.iter().map(|_| None).collect();
+        if self.client().is_some() && reqs.len() > 1 {
+            let next = AtomicUsize::new(0);
+            let done = Mutex::new(&mut outs);
+            let (run_dir, reqs) = (&self.run_dir, &reqs);
+            std::thread::scope(|s| {
+                for _ in 0..PARALLEL_LV_LOCKS.min(reqs.len()) {
+                    s.spawn(|| {
+                        // A worker that cannot connect leaves its share to the loop below.
+                        let Ok(mut client) = Client::connect(run_dir) else { return };
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(r) = reqs.get(i) else { return };
+                            if let Ok(req) = r {
+                                let out = client.call(req).map(Some);
+                                done.lock().unwrap()[i] = Some(out);
+                            }
+                        }
+                    });
+                }
+            });
+        }
+        reqs.into_iter()
+            .zip(outs)
+            .map(|(req, out)| {
+                let req = req?;
+                let out = out.unwrap_or_else(|| self.call(&req));
+                self.lv_outcome(&vg.name, m, out)
+            })
+            .collect()
     }
 
     fn vg_updated(&mut self, vg: &Vg) -> Result<()> {

@@ -30,6 +30,10 @@ pub trait Locker {
     fn lock_vg(&mut self, vg: &str, mode: LockMode) -> Result<()>;
     /// `persistent`: the lock outlives the command (activation).
     fn lock_lv(&mut self, vg: &Vg, lv: &Lv, mode: LockMode, persistent: bool) -> Result<()>;
+    /// Persistent LV locks of many LVs at once (`vgchange -ay`/`-an`): the results in order.
+    fn lock_lvs(&mut self, vg: &Vg, lvs: &[&Lv], mode: LockMode) -> Vec<Result<()>> {
+        lvs.iter().map(|lv| self.lock_lv(vg, lv, mode, true)).collect()
+    }
     /// After a commit: others learn that their cached metadata is stale (VG lock value block).
     fn vg_updated(&mut self, vg: &Vg) -> Result<()>;
     /// Called after each read of a VG under its VG lock; `pv_paths[i]` is the device of
@@ -318,8 +322,30 @@ impl Session {
         Ok(())
     }
 
+    /// [`Session::activate`] of many LVs of `vg`, their LV locks taken together
+    /// ([`Locker::lock_lvs`]). The results in the LVs' order.
+    pub fn activate_many(&mut self, vg: &Vg, lvs: &[Lv], mode: ActivationMode) -> Vec<Result<()>> {
+        let mut results: Vec<Result<()>> = lvs.iter().map(|lv| lv_activatable(vg, lv)).collect();
+        let lock = if mode == ActivationMode::Shared { LockMode::Sh } else { LockMode::Ex };
+        let todo: Vec<&Lv> = lvs.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(lv, _)| lv).collect();
+        let mut locked = self.locker.lock_lvs(vg, &todo, lock).into_iter();
+        for (lv, r) in lvs.iter().zip(results.iter_mut()) {
+            if r.is_err() {
+                continue;
+            }
+            *r = locked.next().expect("one result per LV");
+            if r.is_ok() {
+                if let Err(e) = self.activator.activate(vg, lv, mode) {
+                    let _ = self.locker.lock_lv(vg, lv, LockMode::Un, true);
+                    *r = Err(e);
+                }
+            }
+        }
+        results
+    }
+
     /// Lets the activations until [`Session::end_activations`] go live together (see
-    /// [`Activator::begin_batch`]); their LV locks are taken one by one as usual.
+    /// [`Activator::begin_batch`]).
     pub fn begin_activations(&mut self) {
         self.activator.begin_batch();
     }
@@ -349,13 +375,13 @@ impl Session {
         let mut results: Vec<Result<()>> = lvs.iter().map(|lv| lv_activatable(vg, lv)).collect();
         let todo: Vec<&Lv> = lvs.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(lv, _)| lv).collect();
         let mut removed = self.activator.deactivate_many(vg, &todo).into_iter();
-        for (lv, r) in lvs.iter().zip(results.iter_mut()) {
-            if r.is_ok() {
-                *r = removed
-                    .next()
-                    .expect("one result per LV")
-                    .and_then(|_| self.locker.lock_lv(vg, lv, LockMode::Un, true));
-            }
+        for r in results.iter_mut().filter(|r| r.is_ok()) {
+            *r = removed.next().expect("one result per LV");
+        }
+        let gone: Vec<&Lv> = lvs.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(lv, _)| lv).collect();
+        let mut unlocked = self.locker.lock_lvs(vg, &gone, LockMode::Un).into_iter();
+        for r in results.iter_mut().filter(|r| r.is_ok()) {
+            *r = unlocked.next().expect("one result per LV");
         }
         results
     }

@@ -205,6 +205,25 @@ fn shared_vg_on_three_hosts() {
     h1.ok(&["lvremove", "-f", "sv/lv1", "sv/lv2"]);
     assert_eq!(h1.rows(&["lvs", "-o", "lv_name", "sv"]), Vec::<Vec<String>>::new());
 
+    // vgchange -aey takes its LV locks many at a time: one held elsewhere fails alone.
+    let many: Vec<String> = (1..=12).map(|i| format!("m{i}")).collect();
+    for n in &many {
+        h1.ok(&["lvcreate", "-an", "-L", "4M", "-n", n, "sv"]);
+    }
+    h3.ok(&["lvchange", "-aey", "sv/m3"]);
+    h1.fails("LV sv/m3 is locked by host 3 (node3, ", &["vgchange", "-aey", "sv"]);
+    for row in h3.rows(&["lvs", "-o", "lv_name,lock_owner", "sv"]) {
+        let want = if row[0] == "m3" { "3 (node3)" } else { "1 (node1)" };
+        assert_eq!(row[1], want, "{row:?}");
+    }
+    h1.ok(&["vgchange", "-an", "sv"]);
+    h3.ok(&["lvchange", "-an", "sv/m3"]);
+    assert!(h3.rows(&["lvs", "-o", "lock_owner", "sv"]).iter().all(|r| r[0].is_empty()));
+    let mut remove = vec!["lvremove", "-f"];
+    let paths: Vec<String> = many.iter().map(|n| format!("sv/{n}")).collect();
+    remove.extend(paths.iter().map(String::as_str));
+    h1.ok(&remove);
+
     let st = lockd_status(h1);
     assert!(st.contains("lockspace lvm_sv (VG sv) running, global lock"), "{st}");
     assert!(st.contains("locks:\n    none"), "{st}");

@@ -583,11 +583,14 @@ pub fn vgchange(ctx: &mut Ctx) -> CmdResult {
         if batch {
             ctx.session.begin_activations();
         }
-        if matches!(change, Change::Deactivate) {
-            for r in ctx.session.deactivate_many(&vg, &lvs) {
-                if let Err(e) = r {
-                    ctx.fail_one(e.into());
-                }
+        let results = match change {
+            Change::Deactivate => Some(ctx.session.deactivate_many(&vg, &lvs)),
+            Change::Activate(m) => Some(ctx.session.activate_many(&vg, &lvs, effective(&vg, m))),
+            Change::Refresh => None,
+        };
+        if let Some(results) = results {
+            for e in results.into_iter().filter_map(|r| r.err()) {
+                ctx.fail_one(e.into());
             }
         } else {
             for l in &lvs {
