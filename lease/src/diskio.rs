@@ -40,6 +40,9 @@ impl AlignedBuf {
     /// backend only passes its raw pointer to the kernel and hands it out after a transfer of
     /// the full length (a short or failed read drops it unread).
     pub(crate) fn for_read(len: usize) -> AlignedBuf {
+        if let Some(ptr) = spare::take(len) {
+            return AlignedBuf { ptr, len, in_flight: None };
+        }
         let layout = Layout::from_size_align(len.max(1), BUF_ALIGN).expect("buffer size overflow");
         // SAFETY: layout has non-zero size.
         let ptr = unsafe { alloc::alloc(layout) };
@@ -73,9 +76,54 @@ impl AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
+        if spare::keep(self.ptr, self.len) {
+            return;
+        }
         let layout = Layout::from_size_align(self.len.max(1), BUF_ALIGN).unwrap();
         // SAFETY: allocated in `zeroed` or `for_read` with this layout.
         unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) }
+    }
+}
+
+/// Large buffers are kept for the next read of the same size instead of being freed: every
+/// paxos acquire reads the whole lease area (1 MiB) three times, and a fresh allocation that
+/// large is fresh pages, each faulted in and zeroed by the kernel (most of an acquire's CPU
+/// time in a VM). At most `MAX_SPARE` are kept, all allocated by `AlignedBuf`.
+mod spare {
+    use std::ptr::NonNull;
+    use std::sync::Mutex;
+
+    /// Smaller buffers (single sectors) are cheap to allocate.
+    const MIN_LEN: usize = 64 << 10;
+    /// Enough for the reads in flight at once in lockd (one per lockspace and per request).
+    const MAX_SPARE: usize = 16;
+
+    struct Spare(Vec<(NonNull<u8>, usize)>);
+    // SAFETY: the pointers are allocations nobody else refers to (freed buffers).
+    unsafe impl Send for Spare {}
+
+    static SPARE: Mutex<Spare> = Mutex::new(Spare(Vec::new()));
+
+    pub(super) fn take(len: usize) -> Option<NonNull<u8>> {
+        if len < MIN_LEN {
+            return None;
+        }
+        let mut s = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+        let i = s.0.iter().position(|&(_, l)| l == len)?;
+        Some(s.0.swap_remove(i).0)
+    }
+
+    /// Keeps a buffer being dropped; false: the caller frees it.
+    pub(super) fn keep(ptr: NonNull<u8>, len: usize) -> bool {
+        if len < MIN_LEN {
+            return false;
+        }
+        let mut s = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+        if s.0.len() >= MAX_SPARE {
+            return false;
+        }
+        s.0.push((ptr, len));
+        true
     }
 }
 
@@ -178,3 +226,28 @@ mod file;
 mod threads;
 mod uring;
 pub use file::{Backend, BackendKind, DeviceDisk};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_read_buffers_are_reused_small_ones_freed() {
+        // A length no other test uses: the spare list is shared by the whole process.
+        let len = (64 << 10) + 7 * 4096;
+        let first = AlignedBuf::for_read(len);
+        let at = first.as_ptr();
+        drop(first);
+        let again = AlignedBuf::for_read(len);
+        assert_eq!(again.as_ptr(), at, "a dropped large buffer serves the next read of its size");
+        assert_eq!(again.len(), len);
+        // Copies overwrite a reused buffer whole.
+        drop(again);
+        let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let copy = AlignedBuf::from_slice(&data);
+        assert_eq!(copy.as_ptr(), at);
+        assert_eq!(&copy[..], &data[..]);
+        assert!(!spare::keep(copy.ptr, 4096), "small buffers are freed");
+        assert_eq!(spare::take(4096), None);
+    }
+}

@@ -27,7 +27,7 @@ use crate::host_status::HostStatusTable;
 use crate::ondisk::{
     dblock_sector_offset, paxos_read_len, Geometry, LeaderRecord, LeaseKind, ModeBlock, Name, PaxosDblock, RecordError,
     RequestRecord, DBLOCK_FL_RELEASED, DBLOCK_LEN, LEADER_RECORD_LEN, LFL_SHORT_HOLD, LVB_SECTOR, MBLOCK_SHARED,
-    PAXOS_DISK_CLEAR, REQUEST_RECORD_LEN, REQUEST_SECTOR,
+    MODE_BLOCK_OFFSET, PAXOS_DISK_CLEAR, REQUEST_RECORD_LEN, REQUEST_SECTOR,
 };
 use crate::timeouts::{Timeouts, BALLOT_BACKOFF_MAX, LIVENESS_POLL, SH_RETRIES};
 
@@ -167,6 +167,16 @@ pub fn parse_resource(area: &ResourceArea, buf: &[u8]) -> Result<ResourceView, L
     for h in 1..=num_hosts {
         let at = dblock_sector_offset(g, h) as usize;
         let Some(s) = buf.get(at..at + sector) else { break };
+        // Most of the 2000 hosts never wrote here: a blank sector decodes to the defaults
+        // (a zero dblock is valid unchecksummed), found without decoding it.
+        if s.len() >= MODE_BLOCK_OFFSET + 16
+            && s[..DBLOCK_LEN].iter().all(|&b| b == 0)
+            && s[MODE_BLOCK_OFFSET..MODE_BLOCK_OFFSET + 16].iter().all(|&b| b == 0)
+        {
+            dblocks.push(PaxosDblock::default());
+            mode_blocks.push(ModeBlock::default());
+            continue;
+        }
         dblocks.push(PaxosDblock::verify(s, h)?);
         mode_blocks.push(ModeBlock::decode(s)?);
     }

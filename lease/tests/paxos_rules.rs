@@ -209,6 +209,13 @@ fn corrupt_leader_or_dblock_is_an_error_not_free() {
     sec[3] ^= 1;
     w.disk.poke(r1.offset + 2 * 512, &sec);
     assert!(matches!(w.acquire(2, &r1, Mode::Exclusive, true), Err(LeaseError::Record(_))));
+
+    // Zero but for its checksum: corrupt too, even in the last host's sector.
+    let r2 = resource(2);
+    let mut sec = vec![0u8; 512];
+    sec[48] = 1;
+    w.disk.poke(r2.offset + (2 + 1999) * 512, &sec);
+    assert!(matches!(w.acquire(2, &r2, Mode::Exclusive, true), Err(LeaseError::Record(_))));
 }
 
 #[test]
