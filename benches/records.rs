@@ -60,6 +60,9 @@ fn records(c: &mut Criterion) {
         d.encode(&mut buf[at..at + DBLOCK_LEN]);
     }
     c.bench_function("resource_area_parse_2000_hosts", |b| b.iter(|| parse_resource(&area, black_box(&buf)).unwrap()));
+    // The usual case: only a few hosts ever wrote their sector.
+    buf[2 * 512..].fill(0);
+    c.bench_function("resource_area_parse_blank", |b| b.iter(|| parse_resource(&area, black_box(&buf)).unwrap()));
 }
 
 criterion_group!(benches, records);

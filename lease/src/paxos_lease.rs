@@ -170,8 +170,8 @@ pub fn parse_resource(area: &ResourceArea, buf: &[u8]) -> Result<ResourceView, L
         // Most of the 2000 hosts never wrote here: a blank sector decodes to the defaults
         // (a zero dblock is valid unchecksummed), found without decoding it.
         if s.len() >= MODE_BLOCK_OFFSET + 16
-            && s[..DBLOCK_LEN].iter().all(|&b| b == 0)
-            && s[MODE_BLOCK_OFFSET..MODE_BLOCK_OFFSET + 16].iter().all(|&b| b == 0)
+            && all_zero(&s[..DBLOCK_LEN])
+            && all_zero(&s[MODE_BLOCK_OFFSET..MODE_BLOCK_OFFSET + 16])
         {
             dblocks.push(PaxosDblock::default());
             mode_blocks.push(ModeBlock::default());
@@ -181,6 +181,13 @@ pub fn parse_resource(area: &ResourceArea, buf: &[u8]) -> Result<ResourceView, L
         mode_blocks.push(ModeBlock::decode(s)?);
     }
     Ok(ResourceView { leader, dblocks, mode_blocks })
+}
+
+/// Eight bytes at a time (a byte loop was slower than decoding the dblock).
+fn all_zero(b: &[u8]) -> bool {
+    let words = b.chunks_exact(8);
+    let tail = words.remainder().iter().fold(0u8, |a, &x| a | x);
+    words.fold(0u64, |a, w| a | u64::from_ne_bytes(w.try_into().expect("8 bytes"))) == 0 && tail == 0
 }
 
 async fn read_leader<D: Disk>(disk: &D, area: &ResourceArea, timeouts: Timeouts) -> Result<LeaderRecord, LeaseError> {
