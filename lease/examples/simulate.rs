@@ -102,17 +102,12 @@ fn main() -> ExitCode {
             Some(v) => {
                 violations += 1;
                 println!(
-                    "seed {seed}: VIOLATION at step {} t={:.6}s: {}\n  config: hosts={} N={}{} W={} sector={} \
-                     same_host_id={} faults={:?} ordered_writes={}",
+                    "seed {seed}: VIOLATION at step {} t={:.6}s: {}\n  config: hosts={} {} faults={:?} ordered_writes={}",
                     v.step,
                     v.at.as_secs_f64(),
                     v.what,
                     cfg.hosts,
-                    cfg.io_timeout,
-                    if cfg.mixed_io_timeouts { "(mixed)" } else { "" },
-                    cfg.watchdog_fire,
-                    cfg.sector.bytes(),
-                    cfg.same_host_id,
+                    timing_summary(&cfg),
                     cfg.protocol,
                     cfg.disk.ordered_writes
                 );
@@ -120,18 +115,14 @@ fn main() -> ExitCode {
             None if !args.quiet => {
                 let s = &out.stats;
                 println!(
-                    "seed {seed}: ok {:.0}s sim in {:.2}s wall, steps={} hash={:016x} | N={}{} W={} sector={} same_id={} | \
+                    "seed {seed}: ok {:.0}s sim in {:.2}s wall, steps={} hash={:016x} | {} | \
                      ios={} delta={} renew={}/{} lsfail={} acq={}/{} conv={} rel={} reboot={} crash={} stall={} wdreset={} \
                      leave={} late={} torn={}",
                     out.sim_time.as_secs_f64(),
                     t0.elapsed().as_secs_f64(),
                     out.steps,
                     out.trace_hash,
-                    cfg.io_timeout,
-                    if cfg.mixed_io_timeouts { "(mixed)" } else { "" },
-                    cfg.watchdog_fire,
-                    cfg.sector.bytes(),
-                    cfg.same_host_id,
+                    timing_summary(&cfg),
                     s.ios,
                     s.delta_acquires,
                     s.renewals,
@@ -163,4 +154,16 @@ fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The settings a seed's line names: N (io_timeout), W, sector size, shared host_id.
+fn timing_summary(cfg: &SimConfig) -> String {
+    format!(
+        "N={}{} W={} sector={} same_host_id={}",
+        cfg.io_timeout,
+        if cfg.mixed_io_timeouts { "(mixed)" } else { "" },
+        cfg.watchdog_fire,
+        cfg.sector.bytes(),
+        cfg.same_host_id
+    )
 }

@@ -26,6 +26,7 @@ use lease::timeouts::BALLOT_BACKOFF_MAX;
 use lease::LeaseError;
 use tracing::{error, info, warn};
 
+use crate::disk::LvDisk;
 use crate::fence::FencedLv;
 use crate::lockspace::{err, lease_err, Lockspace, Phase};
 use crate::protocol::{ErrorCode, ErrorReply, LockInfo, Mode, Resource};
@@ -226,6 +227,26 @@ impl Lockspace {
         Ok((sh.generation, sh.hosts.clone()))
     }
 
+    /// The context of a paxos operation by this host in this lockspace.
+    fn paxos_ctx<'a>(
+        &self,
+        disk: &'a LvDisk,
+        clock: &'a SystemClock,
+        generation: u64,
+        hosts: &'a HostStatusTable,
+    ) -> PaxosCtx<'a, LvDisk, SystemClock> {
+        PaxosCtx {
+            disk,
+            clock,
+            timeouts: self.env.timeouts,
+            lockspace: self.ls_area,
+            host_id: self.env.host.host_id,
+            generation,
+            hosts: Some(hosts),
+            faults: ProtocolFaults::default(),
+        }
+    }
+
     /// Moves our disk hold from `held` to `new`. Returns the hold afterwards and the outcome.
     fn paxos_change(
         &self,
@@ -239,16 +260,7 @@ impl Lockspace {
         };
         let disk = self.disk();
         let clock = SystemClock::default();
-        let ctx = PaxosCtx {
-            disk: &*disk,
-            clock: &clock,
-            timeouts: self.env.timeouts,
-            lockspace: self.ls_area,
-            host_id: self.env.host.host_id,
-            generation: gen,
-            hosts: Some(&hosts),
-            faults: ProtocolFaults::default(),
-        };
+        let ctx = self.paxos_ctx(&disk, &clock, gen, &hosts);
         let wrap = |e: LeaseError| Err(OpError::Lease(e));
         match (held, new) {
             (None, None) => (None, Ok(())),
@@ -613,16 +625,7 @@ impl Lockspace {
         let disk = self.disk();
         let clock = SystemClock::default();
         let hosts = HostStatusTable::new(self.env.timeouts);
-        let ctx = PaxosCtx {
-            disk: &*disk,
-            clock: &clock,
-            timeouts: self.env.timeouts,
-            lockspace: self.ls_area,
-            host_id: self.env.host.host_id,
-            generation: gen,
-            hosts: Some(&hosts),
-            faults: ProtocolFaults::default(),
-        };
+        let ctx = self.paxos_ctx(&disk, &clock, gen, &hosts);
         for (key, r) in res {
             // Forgotten here, so forgotten by a restarted lockd too.
             self.save_lock(&key, r.offset);
