@@ -40,16 +40,13 @@ REPO=$(cd "$BENCH_DIR/.." && pwd)
 VM_DIR=$REPO/tests/vm
 # shellcheck source-path=SCRIPTDIR source=../tests/vm/lib.sh
 . "$VM_DIR/lib.sh"
-# Not last-run: tests/vm/run may be using it at the same time.
-RUN_DIR=$CACHE/bench-activation
-# shellcheck disable=SC2034 # used by lib.sh
-SCEN_NAME=vm-activation SCEN_DIR=$RUN_DIR SHARED=$RUN_DIR/shared
 fail() {
     log "vm-activation: $*"
     exit 1
 }
 
 [ "$(id -u)" = 0 ] || fail "needs root (loop device, the VM tier)"
+bench_start activation
 img='' loop='' tailer=''
 cleanup() {
     cleanup_vms
@@ -61,17 +58,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-rm -rf "$RUN_DIR"
-mkdir -p "$SHARED"
-setup_host >>"$RUN_DIR/setup.log" 2>&1 || fail "host setup failed, see $RUN_DIR/setup.log"
 log "building lvtool (release)"
-(cd "$REPO" && cargo build -q --release -p lvtool --bin lvtool --locked) >>"$RUN_DIR/setup.log" 2>&1 ||
-    fail "cargo build failed, see $RUN_DIR/setup.log"
-TARGET=$(cd "$REPO" && cargo metadata -q --format-version 1 --no-deps |
-    "$PY" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-case $TARGET/ in
-/tmp/* | /var/tmp/*) fail "cargo's target directory $TARGET is under /tmp or /var/tmp, which the guest does not see" ;;
-esac
+bench_build -p lvtool --bin lvtool
 LVTOOL=$TARGET/release/lvtool
 
 # --- the VG, made on the host ---

@@ -59,16 +59,13 @@ REPO=$(cd "$BENCH_DIR/.." && pwd)
 VM_DIR=$REPO/tests/vm
 # shellcheck source-path=SCRIPTDIR source=../tests/vm/lib.sh
 . "$VM_DIR/lib.sh"
-# Not last-run: tests/vm/run may be using it at the same time.
-RUN_DIR=$CACHE/bench-lockd
-# shellcheck disable=SC2034 # used by lib.sh
-SCEN_NAME=vm-lockd SCEN_DIR=$RUN_DIR SHARED=$RUN_DIR/shared
 fail() {
     log "vm-lockd: $*"
     exit 1
 }
 
 [ "$(id -u)" = 0 ] || fail "needs root (the VM tier)"
+bench_start lockd
 imgs=() tailer=''
 cleanup() {
     cleanup_vms
@@ -79,17 +76,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-rm -rf "$RUN_DIR"
 mkdir -p "$SHARED/bin"
-setup_host >>"$RUN_DIR/setup.log" 2>&1 || fail "host setup failed, see $RUN_DIR/setup.log"
 log "building lvtool, lockd, wdmd (release)"
-(cd "$REPO" && cargo build -q --release -p lvtool -p lockd -p wdmd --bins --locked) >>"$RUN_DIR/setup.log" 2>&1 ||
-    fail "cargo build failed, see $RUN_DIR/setup.log"
-TARGET=$(cd "$REPO" && cargo metadata -q --format-version 1 --no-deps |
-    "$PY" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-case $TARGET/ in
-/tmp/* | /var/tmp/*) fail "cargo's target directory $TARGET is under /tmp or /var/tmp, which the guest does not see" ;;
-esac
+bench_build -p lvtool -p lockd -p wdmd --bins
 # Copies, stripped of debug info: the binaries may be rebuilt while the VM runs, and the guest
 # reads every exec over 9p (24 MB with debug info instead of a few).
 for b in lvtool lockd wdmd; do

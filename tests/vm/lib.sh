@@ -60,8 +60,38 @@ setup_host() {
 # Builds what guests run. Sets TARGET (cargo's target directory, visible in the guest).
 build_project() {
     (cd "$REPO" && cargo build -q -p lvtool --bins --examples --locked) || return 1
+    find_target
+}
+
+# Sets TARGET, cargo's target directory; fails if the guest cannot see it (/tmp, /var/tmp).
+find_target() {
     TARGET=$(cd "$REPO" && cargo metadata -q --format-version 1 --no-deps |
         "$PY" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])') || return 1
+    case $TARGET/ in
+    /tmp/* | /var/tmp/*)
+        echo "cargo's target directory $TARGET is under /tmp or /var/tmp, which the guest does not see" >&2
+        return 1
+        ;;
+    esac
+}
+
+# --- benches/vm-*.sh ---------------------------------------------------------------------------
+
+# bench_start NAME: the bench's run directory $CACHE/bench-NAME (not last-run: tests/vm/run may be
+# using that) made afresh, and the host set up. Needs fail().
+bench_start() {
+    # shellcheck disable=SC2034 # used by the functions above
+    RUN_DIR=$CACHE/bench-$1 SCEN_NAME=vm-$1 SCEN_DIR=$CACHE/bench-$1 SHARED=$CACHE/bench-$1/shared
+    rm -rf "$RUN_DIR"
+    mkdir -p "$SHARED"
+    setup_host >>"$RUN_DIR/setup.log" 2>&1 || fail "host setup failed, see $RUN_DIR/setup.log"
+}
+
+# bench_build CARGO_BUILD_ARGS...: a release build of what the bench runs; sets TARGET.
+bench_build() {
+    (cd "$REPO" && cargo build -q --release --locked "$@") >>"$RUN_DIR/setup.log" 2>&1 ||
+        fail "cargo build failed, see $RUN_DIR/setup.log"
+    find_target 2>>"$RUN_DIR/setup.log" || fail "no usable cargo target directory, see $RUN_DIR/setup.log"
 }
 
 # --- inside a scenario (SCEN_DIR, SHARED set by run_scenario) ---------------------------------
