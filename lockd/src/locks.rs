@@ -738,11 +738,7 @@ impl Lockspace {
             let Ok(t) = self.target(&s.resource) else { continue };
             let mut r = Res::new(t.area.offset, t.lv_name.clone());
             r.persistent = s.persistent.and_then(pmode);
-            r.held = s.held.as_ref().and_then(|h| {
-                let leader = LeaderRecord::decode(&unhex(&h.leader)?).ok()?;
-                let dblock = PaxosDblock::decode(&unhex(&h.dblock)?).ok()?;
-                Some(HeldResource { area: t.area, mode: pmode(h.mode)?, lver: h.lver, leader, dblock })
-            });
+            r.held = s.held.as_ref().and_then(|h| recorded_hold(h, t.area));
             tb.res.insert(t.key, r);
         }
     }
@@ -759,11 +755,7 @@ impl Lockspace {
                     continue;
                 }
             };
-            let recorded = s.held.as_ref().and_then(|h| {
-                let leader = LeaderRecord::decode(&unhex(&h.leader)?).ok()?;
-                let dblock = PaxosDblock::decode(&unhex(&h.dblock)?).ok()?;
-                Some(HeldResource { area: t.area, mode: pmode(h.mode)?, lver: h.lver, leader, dblock })
-            });
+            let recorded = s.held.as_ref().and_then(|h| recorded_hold(h, t.area));
             let held = if s.pending || recorded.is_none() {
                 match self.read_ours(&t.area, generation) {
                     Ok(h) => h,
@@ -799,6 +791,13 @@ impl Lockspace {
             }
         }
     }
+}
+
+/// A hold as a state record has it (`None`: the record is unreadable).
+fn recorded_hold(h: &SavedHeld, area: ResourceArea) -> Option<HeldResource> {
+    let leader = LeaderRecord::decode(&unhex(&h.leader)?).ok()?;
+    let dblock = PaxosDblock::decode(&unhex(&h.dblock)?).ok()?;
+    Some(HeldResource { area, mode: pmode(h.mode)?, lver: h.lver, leader, dblock })
 }
 
 fn clock_sleep(clock: &SystemClock, d: Duration) {

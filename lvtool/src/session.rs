@@ -312,14 +312,8 @@ impl Session {
 
     /// Activates an LV: LV lock (ex, or sh for `-asy`; kept after we exit), then the device.
     pub fn activate(&mut self, vg: &Vg, lv: &Lv, mode: ActivationMode) -> Result<()> {
-        lv_activatable(vg, lv)?;
-        let lock = if mode == ActivationMode::Shared { LockMode::Sh } else { LockMode::Ex };
-        self.locker.lock_lv(vg, lv, lock, true)?;
-        if let Err(e) = self.activator.activate(vg, lv, mode) {
-            let _ = self.locker.lock_lv(vg, lv, LockMode::Un, true);
-            return Err(e);
-        }
-        Ok(())
+        let mut results = self.activate_many(vg, std::slice::from_ref(lv), mode);
+        results.pop().expect("one result per LV")
     }
 
     /// [`Session::activate`] of many LVs of `vg`, their LV locks taken together
@@ -327,8 +321,7 @@ impl Session {
     pub fn activate_many(&mut self, vg: &Vg, lvs: &[Lv], mode: ActivationMode) -> Vec<Result<()>> {
         let mut results: Vec<Result<()>> = lvs.iter().map(|lv| lv_activatable(vg, lv)).collect();
         let lock = if mode == ActivationMode::Shared { LockMode::Sh } else { LockMode::Ex };
-        let todo: Vec<&Lv> = lvs.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(lv, _)| lv).collect();
-        let mut locked = self.locker.lock_lvs(vg, &todo, lock).into_iter();
+        let mut locked = self.locker.lock_lvs(vg, &still_ok(lvs, &results), lock).into_iter();
         for (lv, r) in lvs.iter().zip(results.iter_mut()) {
             if r.is_err() {
                 continue;
@@ -373,13 +366,11 @@ impl Session {
     /// whose device is gone has its lock released. The results in the LVs' order.
     pub fn deactivate_many(&mut self, vg: &Vg, lvs: &[Lv]) -> Vec<Result<()>> {
         let mut results: Vec<Result<()>> = lvs.iter().map(|lv| lv_activatable(vg, lv)).collect();
-        let todo: Vec<&Lv> = lvs.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(lv, _)| lv).collect();
-        let mut removed = self.activator.deactivate_many(vg, &todo).into_iter();
+        let mut removed = self.activator.deactivate_many(vg, &still_ok(lvs, &results)).into_iter();
         for r in results.iter_mut().filter(|r| r.is_ok()) {
             *r = removed.next().expect("one result per LV");
         }
-        let gone: Vec<&Lv> = lvs.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(lv, _)| lv).collect();
-        let mut unlocked = self.locker.lock_lvs(vg, &gone, LockMode::Un).into_iter();
+        let mut unlocked = self.locker.lock_lvs(vg, &still_ok(lvs, &results), LockMode::Un).into_iter();
         for r in results.iter_mut().filter(|r| r.is_ok()) {
             *r = unlocked.next().expect("one result per LV");
         }
@@ -451,6 +442,11 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.finish();
     }
+}
+
+/// The LVs whose step so far succeeded (`results` in the LVs' order).
+fn still_ok<'a>(lvs: &'a [Lv], results: &[Result<()>]) -> Vec<&'a Lv> {
+    lvs.iter().zip(results).filter(|(_, r)| r.is_ok()).map(|(lv, _)| lv).collect()
 }
 
 /// Only plain LVs are ever activated by lvtool.
