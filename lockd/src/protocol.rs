@@ -25,41 +25,7 @@ pub const MAX_FRAME: usize = 1 << 20;
 /// Bumped on incompatible changes; a client sends it in `Hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// One piece of the lease LV: LV bytes [lv_start, lv_start+len) are at `pv_start` on `pv_path`.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct AreaPiece {
-    pub lv_start: u64,
-    pub len: u64,
-    pub pv_path: PathBuf,
-    pub pv_start: u64,
-}
-
-/// The lease area of a shared VG as lvtool found it in the metadata.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct LeaseArea {
-    /// 512 or 4096.
-    pub sector_size: u32,
-    /// Bytes per lease (A): 1, 2, 4 or 8 MiB.
-    pub align_bytes: u64,
-    pub pieces: Vec<AreaPiece>,
-}
-
-impl LeaseArea {
-    /// Size of the LV in bytes.
-    pub fn size(&self) -> u64 {
-        self.pieces.iter().map(|p| p.lv_start + p.len).max().unwrap_or(0)
-    }
-
-    /// The device and byte offset of the lease at LV byte `offset`, which must lie inside one
-    /// piece (a lease never straddles two segments).
-    pub fn locate(&self, offset: u64) -> Option<(&PathBuf, u64)> {
-        let len = self.align_bytes;
-        self.pieces
-            .iter()
-            .find(|p| offset >= p.lv_start && offset.checked_add(len).is_some_and(|e| e <= p.lv_start + p.len))
-            .map(|p| (&p.pv_path, p.pv_start + offset - p.lv_start))
-    }
-}
+pub use lvmmeta::lockarea::{AreaPiece, LeaseArea};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -1,15 +1,7 @@
 //! lvtool: LVM2-compatible volume management for sanlvm.
 //!
-//! The on-disk layer, each module one concept of lvm2's format:
-//! - [`label`]: the PV label in sector 1 and its pv_header (areas, extension flags).
-//! - [`mda`]: metadata area header, circular text buffer, precommit/commit slots.
-//! - [`crc`]: LVM's CRC-32 variant used by both.
-//! - [`config`]: libdm's config language (parser and writer), the syntax of metadata text.
-//! - [`vg`]: the VG model read from and written to metadata text, byte-compatible with lvm2.
-//! - [`uuid`]: LVM's 32-character ids.
-//! - [`device`]: byte access to block devices, loop devices, files (O_DIRECT where it matters).
-//! - [`scan`]: PVs and VGs found on a list of devices; choosing the newest copy.
-//! - [`commit`]: writing a new VG version to every metadata area, crash-safe.
+//! The on-disk layer (label, metadata areas, config grammar, VG model, scan, commit, the lease
+//! LV's layout) is the `lvmmeta` crate, re-exported here under the same module names.
 //! - [`report`]: `pvs`/`vgs`/`lvs` style reports.
 //! - [`session`]: where every command takes its locks; [`lockd_locker`]: lockd as the locker.
 
@@ -18,23 +10,13 @@
 pub mod activate;
 pub mod alloc;
 pub mod cli;
-pub mod commit;
-pub mod config;
-pub mod crc;
-pub mod device;
 pub mod dm;
-pub mod error;
-pub mod label;
-pub mod lockarea;
 pub mod lockd_locker;
-pub mod mda;
 pub mod pvformat;
 pub mod report;
-pub mod scan;
 pub mod session;
 pub mod settings;
 pub mod units;
-pub mod uuid;
-pub mod vg;
 
-pub use error::{Error, Result};
+pub use lvmmeta::{commit, config, crc, device, error, label, lockarea, mda, scan, uuid, vg};
+pub use lvmmeta::{Error, Result};

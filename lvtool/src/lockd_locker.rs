@@ -17,41 +17,15 @@ use std::sync::Mutex;
 use lease::ondisk::Geometry;
 use lease::timeouts::Timeouts;
 use lockd::client::{Client, ClientError};
-use lockd::protocol::{AreaPiece, ErrorCode, LeaseArea, Mode, Request, Resource, Response};
+use lockd::protocol::{ErrorCode, LeaseArea, Mode, Request, Resource, Response};
 
 use crate::error::{Error, Result};
-use crate::lockarea::{self, LockArea};
+use crate::lockarea::{self, lease_area, LockArea};
 use crate::session::{LockMode, Locker};
 use crate::vg::{Lv, Vg};
 
 pub fn is_shared(vg: &Vg) -> bool {
     vg.lock_type.as_deref() == Some(lockarea::LOCK_TYPE)
-}
-
-/// The map of a shared VG's lease LV: its segments on their PVs (`pv_path(i)` is the device of
-/// `vg.pvs[i]`), with the lease geometry.
-pub fn lease_area(vg: &Vg, pv_path: &dyn Fn(usize) -> Option<PathBuf>, geometry: Geometry) -> Result<LeaseArea> {
-    let lv = vg.lv(lockarea::LOCK_LV_NAME).ok_or_else(|| Error::metadata(&vg.name, "shared VG without lvmlock LV"))?;
-    let ext = vg.extent_size as u64 * 512;
-    let mut pieces = vec![];
-    for s in &lv.segments {
-        let [a] = s.stripes.as_slice() else {
-            return Err(Error::metadata(&vg.name, "lvmlock LV is striped"));
-        };
-        let i = vg.pvs.iter().position(|p| p.name == a.pv).ok_or_else(|| Error::metadata(&vg.name, "lvmlock PV"))?;
-        let path = pv_path(i).ok_or_else(|| Error::MissingPv {
-            vg: vg.name.clone(),
-            uuid: vg.pvs[i].id.to_string(),
-            hint: vg.pvs[i].device.clone(),
-        })?;
-        pieces.push(AreaPiece {
-            lv_start: s.start_extent as u64 * ext,
-            len: s.extent_count as u64 * ext,
-            pv_path: std::fs::canonicalize(&path).unwrap_or(path),
-            pv_start: vg.pvs[i].pe_start * 512 + a.pe as u64 * ext,
-        });
-    }
-    Ok(LeaseArea { sector_size: geometry.sector_bytes() as u32, align_bytes: geometry.area_bytes(), pieces })
 }
 
 fn mode(m: LockMode) -> Mode {

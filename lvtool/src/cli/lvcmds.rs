@@ -667,7 +667,7 @@ fn lock_start(ctx: &mut Ctx) -> CmdResult {
         let vg = read.vg.clone();
         let area = ctx.session.lock_area(&read, &vg, None).and_then(|a| {
             let paths = ctx.session.pv_paths(&read);
-            crate::lockd_locker::lease_area(&vg, &|i| paths.get(i).cloned().flatten(), a.geometry)
+            crate::lockarea::lease_area(&vg, &|i| paths.get(i).cloned().flatten(), a.geometry)
         });
         match area {
             Ok(area) => reqs

@@ -79,11 +79,11 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    pub(crate) fn io(device: &str, op: &'static str, source: io::Error) -> Error {
+    pub fn io(device: &str, op: &'static str, source: io::Error) -> Error {
         Error::Io { device: device.to_string(), op, source }
     }
 
-    pub(crate) fn metadata(vg: &str, reason: impl Into<String>) -> Error {
+    pub fn metadata(vg: &str, reason: impl Into<String>) -> Error {
         Error::Metadata { vg: vg.to_string(), reason: reason.into() }
     }
 }

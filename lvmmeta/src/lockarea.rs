@@ -13,6 +13,7 @@ use lease::diskio::{block_on, DeviceDisk, Disk};
 use lease::ondisk::{Geometry, LeaderRecord, LeaseKind, Name, RecordError, SectorSize};
 use lease::paxos_lease::{self, ResourceArea};
 use lease::timeouts::Timeouts;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::vg::{Lv, Vg};
@@ -291,6 +292,68 @@ pub fn block_sizes(path: &Path) -> (u32, u32) {
         libc::ioctl(f.as_raw_fd(), libc::BLKPBSZGET, &mut physical);
     }
     (logical.max(512) as u32, physical.max(512))
+}
+
+/// One piece of the lease LV: LV bytes [lv_start, lv_start+len) are at `pv_start` on `pv_path`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AreaPiece {
+    pub lv_start: u64,
+    pub len: u64,
+    pub pv_path: PathBuf,
+    pub pv_start: u64,
+}
+
+/// The lease area of a shared VG as lvtool found it in the metadata.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LeaseArea {
+    /// 512 or 4096.
+    pub sector_size: u32,
+    /// Bytes per lease (A): 1, 2, 4 or 8 MiB.
+    pub align_bytes: u64,
+    pub pieces: Vec<AreaPiece>,
+}
+
+impl LeaseArea {
+    /// Size of the LV in bytes.
+    pub fn size(&self) -> u64 {
+        self.pieces.iter().map(|p| p.lv_start + p.len).max().unwrap_or(0)
+    }
+
+    /// The device and byte offset of the lease at LV byte `offset`, which must lie inside one
+    /// piece (a lease never straddles two segments).
+    pub fn locate(&self, offset: u64) -> Option<(&PathBuf, u64)> {
+        let len = self.align_bytes;
+        self.pieces
+            .iter()
+            .find(|p| offset >= p.lv_start && offset.checked_add(len).is_some_and(|e| e <= p.lv_start + p.len))
+            .map(|p| (&p.pv_path, p.pv_start + offset - p.lv_start))
+    }
+}
+
+/// The map of a shared VG's lease LV: its segments on their PVs (`pv_path(i)` is the device of
+/// `vg.pvs[i]`), with the lease geometry.
+pub fn lease_area(vg: &Vg, pv_path: &dyn Fn(usize) -> Option<PathBuf>, geometry: Geometry) -> Result<LeaseArea> {
+    let lv = vg.lv(LOCK_LV_NAME).ok_or_else(|| Error::metadata(&vg.name, "shared VG without lvmlock LV"))?;
+    let ext = vg.extent_size as u64 * 512;
+    let mut pieces = vec![];
+    for s in &lv.segments {
+        let [a] = s.stripes.as_slice() else {
+            return Err(Error::metadata(&vg.name, "lvmlock LV is striped"));
+        };
+        let i = vg.pvs.iter().position(|p| p.name == a.pv).ok_or_else(|| Error::metadata(&vg.name, "lvmlock PV"))?;
+        let path = pv_path(i).ok_or_else(|| Error::MissingPv {
+            vg: vg.name.clone(),
+            uuid: vg.pvs[i].id.to_string(),
+            hint: vg.pvs[i].device.clone(),
+        })?;
+        pieces.push(AreaPiece {
+            lv_start: s.start_extent as u64 * ext,
+            len: s.extent_count as u64 * ext,
+            pv_path: std::fs::canonicalize(&path).unwrap_or(path),
+            pv_start: vg.pvs[i].pe_start * 512 + a.pe as u64 * ext,
+        });
+    }
+    Ok(LeaseArea { sector_size: geometry.sector_bytes() as u32, align_bytes: geometry.area_bytes(), pieces })
 }
 
 #[cfg(test)]
