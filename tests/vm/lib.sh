@@ -21,19 +21,8 @@ now() { date +%s.%N; }
 # Seconds between two `now` values, one decimal.
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
-apt_install() {
-    local missing=() pkg
-    for pkg in "$@"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-    done
-    ((${#missing[@]} == 0)) && return 0
-    log "installing ${missing[*]}"
-    local sudo=()
-    [ "$(id -u)" = 0 ] || sudo=(sudo)
-    "${sudo[@]}" apt-get update -qq || return 1
-    # May remove qemu-utils (a backport here conflicts with qemu-system-x86 7.2); nothing needs it.
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+# shellcheck source=tests/lib/packages.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/packages.sh"
 
 # Installs qemu, the Debian kernel and the guest userspace on the host (the guest shares it), and
 # virtme-ng in a venv. Sets KERNEL, PY, VNG.
