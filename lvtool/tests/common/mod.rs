@@ -3,6 +3,8 @@
 //! detach loop devices and delete files even when a test fails.
 #![allow(dead_code)]
 
+pub mod hosts;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
