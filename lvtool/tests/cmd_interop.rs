@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{lvm2, Fixture, LoopDev, Lvm, Tool};
+use common::{lvm2, lvmlockd_t, Fixture, LoopDev, Lvm, Tool};
 
 fn tool_on(lvm: &Lvm) -> Tool {
     Tool { devices: lvm.devices.clone() }
@@ -243,25 +243,13 @@ fn shared_vg_made_by_lvtool_read_by_lvm2_and_sanlock() {
     assert!(lvm.report("vgs", &["--shared"]).is_empty());
 }
 
-/// Real lvm2 changing a shared VG made by lvtool. lvm2 only writes a shared VG through
-/// lvmlockd, so it runs here against `lvmlockd -T` (test mode: lock requests succeed without
-/// sanlock, spec §2.9) in a private mount namespace, with /dev/mapper/<vg>-lvmlock a loop device
-/// over the lock LV's extents. Test mode does not write leases (it hands out lock_args from a
-/// counter starting at 67 MiB), so this checks the metadata side only; leases are checked
-/// with `sanlock direct` above.
+/// Real lvm2 changing a shared VG made by lvtool, through `lvmlockd -T` (common::lvmlockd_t):
+/// the metadata side only; leases are checked with `sanlock direct` above.
 #[test]
 fn shared_vg_made_by_lvtool_changed_by_lvm2_through_lvmlockd() {
     let test = "shared_vg_made_by_lvtool_changed_by_lvm2_through_lvmlockd";
     let Some(mut lvm) = lvm2(test) else { return };
-    let have = |c: &str| {
-        Command::new("sh").arg("-c").arg(format!("command -v {c}")).output().is_ok_and(|o| o.status.success())
-    };
-    if !(have("lvmlockd") && have("unshare")) {
-        if std::env::var_os("CI").is_some() {
-            panic!("{test}: lvmlockd (apt-get install lvm2-lockd) and unshare are required under CI");
-        }
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: lvmlockd or unshare missing");
+    if !lvmlockd_t::available(test) {
         return;
     }
     let file = lvm.scratch.file("lk.img", 400 << 20);
@@ -270,45 +258,14 @@ fn shared_vg_made_by_lvtool_changed_by_lvm2_through_lvmlockd() {
     let d = lp.path.to_str().unwrap().to_string();
     let t = tool_on(&lvm);
     t.ok(&["vgcreate", "--shared", "lt_lk", &d]);
-    let pe_start = t.rows(&["pvs", "-o", "pe_start", "--units", "b", "--nosuffix"])[0][0].clone();
-    let etc = lvm.scratch.dir.join("etc-lockd");
-    std::fs::create_dir_all(&etc).unwrap();
-    let conf = std::fs::read_to_string(lvm.scratch.dir.join("etc/lvm.conf")).unwrap();
-    std::fs::write(etc.join("lvm.conf"), conf.replace("global {\n", "global {\n use_lvmlockd = 1\n")).unwrap();
-    std::fs::write(etc.join("lvmlocal.conf"), "local {\n host_id = 1\n}\n").unwrap();
-    let log = lvm.scratch.dir.join("lvmlockd.log");
-    let script = format!(
-        r#"set -e
-mount -t tmpfs tmpfs /run
-mkdir -p /dev/mapper /run/lvm
-mount -t tmpfs tmpfs /dev/mapper
-LL=$(losetup -f --show -o {pe_start} --sizelimit {lock_size} {d})
-trap 'losetup -d $LL' EXIT
-ln -s $LL /dev/mapper/lt_lk-lvmlock
-lvmlockd -T -f -p /run/lvmlockd.pid -s /run/lvm/lvmlockd.socket >{log} 2>&1 &
-LP=$!
-for i in $(seq 100); do [ -S /run/lvm/lvmlockd.socket ] && break; sleep 0.1; done
-export LVM_SYSTEM_DIR={etc} LVM_SUPPRESS_FD_WARNINGS=1 LVM_LVMLOCKD_SOCKET=/run/lvm/lvmlockd.socket
-D="--driverloaded n --devices {d}"
-lvm vgchange $D --lock-start lt_lk
-lvm lvcreate $D -an -L 8M -n real lt_lk
-lvm lvextend $D -L +4M lt_lk/real
-lvm vgck $D lt_lk
-lvm vgchange $D --lock-stop lt_lk
-kill $LP
-wait $LP || true
-"#,
-        lock_size = 256u64 << 20,
-        log = log.display(),
-        etc = etc.display(),
-    );
-    let out = Command::new("unshare").arg("-m").arg("sh").arg("-c").arg(&script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "real lvm2 under lvmlockd -T failed:\n{}\n{}\nlvmlockd log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(&log).unwrap_or_default()
+    let pe_start: u64 = t.rows(&["pvs", "-o", "pe_start", "--units", "b", "--nosuffix"])[0][0].trim().parse().unwrap();
+    lvmlockd_t::run(
+        &lvm,
+        "lt_lk",
+        &lp.path,
+        pe_start,
+        256 << 20,
+        "lvm lvcreate $D -an -L 8M -n real lt_lk\nlvm lvextend $D -L +4M lt_lk/real\nlvm vgck $D lt_lk",
     );
     // lvtool reads lvm2's change: the LV, its size, and the lock_args lvmlockd handed out.
     assert_eq!(

@@ -128,10 +128,16 @@ pub fn parallel<T: Send>(hosts: &[Host], f: impl Fn(&Host) -> T + Sync) -> Vec<T
     })
 }
 
-pub fn lockd_status(h: &Host) -> String {
+/// `lockd status` of a host, as the daemon reports it.
+pub fn lockd_status_raw(h: &Host) -> lockd::protocol::DaemonStatus {
     let mut c = lockd::client::Client::connect(&h.run_dir).unwrap();
     match c.call(&lockd::protocol::Request::Status).unwrap() {
-        lockd::protocol::Response::Status(s) => lockd::status::render(&s),
+        lockd::protocol::Response::Status(s) => s,
         other => panic!("{other:?}"),
     }
+}
+
+/// `lockd status` of a host, rendered as the command prints it.
+pub fn lockd_status(h: &Host) -> String {
+    lockd::status::render(&lockd_status_raw(h))
 }

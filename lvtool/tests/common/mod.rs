@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod hosts;
+pub mod lvmlockd_t;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
