@@ -3,9 +3,10 @@
 # README's commands, tests/run, the VM tier, the benches), so each works on a fresh Debian
 # machine that has only a Rust toolchain.
 
-# What `cargo build` of the workspace needs: the devicemapper crate's build script finds
-# libdevmapper with pkg-config and runs bindgen (libclang).
-BUILD_PACKAGES=(libdevmapper-dev libclang-dev pkg-config)
+# What `cargo build` of the workspace needs: a C compiler and linker (rustc links with cc; some
+# crates build C), and the devicemapper crate's build script finds libdevmapper with pkg-config
+# and runs bindgen (libclang).
+BUILD_PACKAGES=(gcc libc6-dev libdevmapper-dev libclang-dev pkg-config)
 # The oracles of on-disk compatibility and lvmlockd's protocol; unshare for lvmlockd's test mode.
 ORACLE_PACKAGES=(sanlock lvm2 lvm2-lockd util-linux)
 
