@@ -391,6 +391,7 @@ fn pvcreate_refuses_to_overwrite_unless_forced() {
     t.fails(5, "of volume group \"gv\" without -ff", &["pvcreate", "-f", p(&f[0])]);
     // -ff asks; without an answer (stdin closed) nothing happens.
     t.fails(5, "not initialized", &["pvcreate", "-ff", p(&f[0])]);
+    t.fails(5, "is used by VG gv so please use vgreduce first", &["pvremove", p(&f[0])]);
     assert_eq!(snapshot(&f), before);
 
     // Its metadata damaged (mda header checksum): not an orphan, refused even with -f.
@@ -405,6 +406,7 @@ fn pvcreate_refuses_to_overwrite_unless_forced() {
         }
         assert!(err.contains("checksum") && err.contains("at byte 4096"), "{args:?}: {err}");
     }
+    t.fails(5, "confirm by using --force twice", &["pvremove", "-f", p(&f[0])]);
     assert_eq!(snapshot(&f), before, "nothing written over damaged metadata");
     // The metadata text damaged instead.
     flip(&f[0], 4096 + 300);

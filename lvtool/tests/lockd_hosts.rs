@@ -298,7 +298,7 @@ fn lv_lock_before_rename_and_remove() {
     let [h1, h2] = [&hosts[0], &hosts[1]];
     h1.ok(&["vgcreate", "--shared", "sv", disk.to_str().unwrap()]);
     parallel(&hosts, |h| h.ok(&["vgchange", "--lock-start", "sv"]));
-    h1.ok(&["lvcreate", "-L", "4M", "-n", "a", "sv"]);
+    h1.ok(&["lvcreate", "-L", "8M", "-n", "a", "sv"]);
     h2.ok(&["lvcreate", "-an", "-L", "4M", "-n", "b", "sv"]);
     let names = |h: &Host| -> Vec<String> {
         h.rows(&["lvs", "-o", "lv_name", "sv"]).into_iter().map(|r| r[0].clone()).collect()
@@ -312,6 +312,8 @@ fn lv_lock_before_rename_and_remove() {
     h2.fails("LV sv/a is locked by host 1", &["lvremove", "-f", "sv/a"]);
     // Active here: renaming would leave the device under the old name.
     h1.fails("while it is active on this host", &["lvrename", "sv/a", "sv/a2"]);
+    // Reducing it here asks first (lockd knows it is active even without a DM view).
+    h1.fails("Logical volume a NOT reduced.", &["lvreduce", "-L", "-4M", "sv/a"]);
     // Active here, not confirmed: refused before the commit; the LV, its lock and slot stay.
     h1.fails("Logical volume sv/a not removed.", &["lvremove", "sv/a"]);
     assert_eq!(names(h1), ["a", "b"]);

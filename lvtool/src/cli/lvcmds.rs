@@ -453,6 +453,8 @@ pub fn lvresize(ctx: &mut Ctx) -> CmdResult {
     let new = new as u64;
     ctx.session.lock_lv(&txn.vg, &lv, LockMode::Ex)?;
     let state = ctx.session.lv_state(&txn.vg, &lv);
+    // Active here as lockd knows it too (no DM view with --driverloaded n).
+    let active_here = ctx.session.lv_active_here(&txn.vg, &lv)?;
     if new > cur {
         let free = alloc::free_extents(&txn.vg, only.as_deref());
         if new - cur > free {
@@ -463,7 +465,7 @@ pub fn lvresize(ctx: &mut Ctx) -> CmdResult {
         }
         alloc::extend(&mut txn.vg, &lv_name, (new - cur) as u32, only.as_deref())?;
     } else {
-        if state.is_active()
+        if active_here
             && !ctx.args.has("force")
             && !ctx.confirm(&format!(
                 "  WARNING: Reducing active logical volume to {}.\n  THIS MAY DESTROY YOUR DATA (filesystem etc.)\nDo you really want to reduce {vg_name}/{lv_name}?",

@@ -165,14 +165,31 @@ pub fn pvremove(ctx: &mut Ctx) -> CmdResult {
         return Err(Fail::Usage("No command with matching syntax recognised.".into()));
     }
     ctx.session.lock_gl(LockMode::Ex)?;
+    let force = ctx.args.all("force").len();
     for dev in ctx.args.pos.clone() {
         let Some(i) = ctx.session.find_device(Path::new(&dev)) else {
             ctx.fail_one(Fail::Failed(format!("No PV found on device {dev}.")));
             continue;
         };
-        if let Some(vg) = pv_vg(ctx, i) {
-            ctx.fail_one(Fail::Failed(format!("PV {dev} is used by VG {vg} so please use vgreduce first.")));
-            continue;
+        // A PV of a VG, or one whose metadata cannot be read (it may be a VG's), is only
+        // wiped when the user insists, as lvm2 asks.
+        let why = match occupant(ctx, &dev)? {
+            Occupant::VgMember(vg) => Some(format!("PV {dev} is used by VG {vg} so please use vgreduce first.")),
+            Occupant::Damaged(why) => Some(format!("PV {dev} cannot be read: {why}")),
+            _ => None,
+        };
+        if let Some(why) = why {
+            if force < 2 {
+                ctx.fail_one(Fail::Failed(format!(
+                    "{why}\n  (If you are certain you need pvremove, then confirm by using --force twice.)"
+                )));
+                continue;
+            }
+            if !ctx.confirm(&format!("Really WIPE LABELS from physical volume \"{dev}\" ({why})?")) {
+                ctx.fail_one(Fail::Failed(format!("{dev}: physical volume label not removed.")));
+                continue;
+            }
+            ctx.err(&format!("WARNING: Wiping physical volume label from {dev}: {why}"));
         }
         let label = ctx.session.scan().pvs[i].label.clone();
         let r = ctx.session.open_pv(i, true).and_then(|mut d| pvformat::remove(&mut d, &label));
