@@ -184,6 +184,21 @@ impl Scan {
         }
     }
 
+    /// What could not be read, one line each naming the device, the offset and why: damaged
+    /// labels, unreadable devices, damaged metadata areas. A VG whose every copy is damaged is
+    /// in here and nowhere else.
+    pub fn damage(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.errors.iter().map(|(p, e)| format!("{}: {e}", p.display())).collect();
+        for pv in &self.pvs {
+            for (a, m) in &pv.mdas {
+                if let MdaState::Bad(e) = m {
+                    out.push(format!("{} (metadata area at byte {}) is damaged: {e}", pv.path.display(), a.offset));
+                }
+            }
+        }
+        out
+    }
+
     /// Names of the VGs found, sorted.
     pub fn vg_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.copies().map(|(_, _, c)| c.vg_name.clone()).collect();

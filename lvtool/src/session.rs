@@ -251,17 +251,32 @@ impl Session {
     /// Reads a VG under a VG lock in `mode`.
     pub fn read_vg(&mut self, name: &str, mode: LockMode) -> Result<VgRead> {
         self.lock_vg(name, mode)?;
-        let read = self.scan().read_vg(name)?;
+        let read = self.find_vg(name)?;
         let paths = self.pv_paths(&read);
         self.locker.vg_read(&read.vg, &paths, false)?;
         Ok(read)
+    }
+
+    /// Reads `name` from the scan. Not found while some device or metadata area could not be
+    /// read: the VG may be on it, so the error says what is damaged instead of only "not found".
+    fn find_vg(&mut self, name: &str) -> Result<VgRead> {
+        match self.scan().read_vg(name) {
+            Err(Error::VgNotFound { .. }) if !self.scan().damage().is_empty() => {
+                let lines: Vec<String> = self.scan().damage().iter().map(|d| format!("  {d}")).collect();
+                Err(Error::Invalid(format!(
+                    "Volume group \"{name}\" not found; it may be on a device whose LVM data cannot be read:\n{}",
+                    lines.join("\n")
+                )))
+            }
+            r => r,
+        }
     }
 
     /// Starts a change of `name`: ex VG lock, fresh read, refuses what must not be written.
     pub fn begin(&mut self, name: &str) -> Result<VgTxn> {
         self.lock_vg(name, LockMode::Ex)?;
         self.rescan();
-        let read = self.scan().read_vg(name)?;
+        let read = self.find_vg(name)?;
         let paths = self.pv_paths(&read);
         self.locker.vg_read(&read.vg, &paths, true)?;
         read.check_writable()?;

@@ -479,6 +479,14 @@ fn reports_say_what_is_damaged() {
         assert_eq!(out.status.code(), Some(5), "{args:?}: {err}");
         assert!(err.contains("is damaged") && err.contains("checksum") && err.contains(p(&f[0])), "{args:?}: {err}");
     }
+    // A change to the VG says why it is not found.
+    let before = snapshot(&f);
+    let out = t.run(&["lvcreate", "-L", "4M", "-n", "x", "dv"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("Volume group \"dv\" not found") && err.contains("checksum"), "{err}");
+    assert!(err.contains(&format!("{} (metadata area at byte 4096)", p(&f[0]))), "{err}");
+    assert_eq!(snapshot(&f), before);
     // A damaged label likewise.
     flip(&f[0], 4096 + 300);
     flip(&f[1], 512 + 400);
