@@ -230,6 +230,14 @@ impl Session {
             if need == GlNeed::FirstSharedVg && !self.any_shared_vg() {
                 return Ok(true);
             }
+            let starting = self
+                .lockd_status()
+                .ok()
+                .flatten()
+                .is_some_and(|s| s.lockspaces.iter().any(|l| l.gl_enabled && l.state == "starting"));
+            if starting {
+                return Err(Error::Invalid("Global lock failed: lockspace is starting.".into()));
+            }
             return Err(no_gl(need));
         }
         self.locker.lock_gl(LockMode::Ex)?;
