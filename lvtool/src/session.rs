@@ -153,24 +153,28 @@ impl Session {
     /// Whether `lv` is active on this host: its device is mapped here, or (no view of DM, as
     /// with `--driverloaded n`) lockd holds its lease for an activation here.
     pub fn lv_active_here(&mut self, vg: &Vg, lv: &Lv) -> Result<bool> {
-        if self.activator.state(vg, lv).is_active() {
-            return Ok(true);
-        }
+        Ok(self.activator.state(vg, lv).is_active() || self.lv_hold_here(vg, lv)?.is_some())
+    }
+
+    /// The mode in which lockd holds `lv`'s lease for an activation on this host, if it does.
+    pub fn lv_hold_here(&mut self, vg: &Vg, lv: &Lv) -> Result<Option<LockMode>> {
         if vg.lock_type.as_deref() != Some(lockarea::LOCK_TYPE) || self.lockd_run_dir.is_none() {
-            return Ok(false);
+            return Ok(None);
         }
         // No lockd running: it holds nothing for this host.
         if self.lockd_run_dir.as_ref().is_some_and(|d| lockd::client::Client::connect(d).is_err()) {
-            return Ok(false);
+            return Ok(None);
         }
         let uuid = lv.id.to_string();
-        Ok(self.lockd_status()?.is_some_and(|s| {
-            s.lockspaces
-                .iter()
-                .filter(|l| l.vg == vg.name)
-                .flat_map(|l| &l.locks)
-                .any(|k| k.persistent && k.resource == uuid)
-        }))
+        let Some(status) = self.lockd_status()? else { return Ok(None) };
+        let hold = status
+            .lockspaces
+            .iter()
+            .filter(|l| l.vg == vg.name)
+            .flat_map(|l| &l.locks)
+            .find(|k| k.persistent && k.resource == uuid)
+            .map(|k| if k.mode == lockd::protocol::Mode::Sh { LockMode::Sh } else { LockMode::Ex });
+        Ok(hold)
     }
 
     pub fn timeouts(&self) -> lease::timeouts::Timeouts {

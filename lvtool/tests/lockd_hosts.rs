@@ -323,12 +323,24 @@ fn lv_lock_before_rename_and_remove() {
     // Inactive everywhere: renamed, under its lock.
     h1.ok(&["lvrename", "sv/b", "sv/b2"]);
     assert_eq!(names(h2), ["a", "b2"]);
+    // Shared on two hosts: removal refused, naming the other holder; shared here only: removed.
+    h1.ok(&["lvchange", "-asy", "sv/b2"]);
+    h2.ok(&["lvchange", "-asy", "sv/b2"]);
+    h2.fails("LV sv/b2 is locked by host 1", &["lvremove", "-f", "sv/b2"]);
+    assert_eq!(names(h1), ["a", "b2"]);
+    h1.fails("Logical volume sv/b2 not removed.", &["lvremove", "sv/b2"]);
+    h1.ok(&["lvchange", "-an", "sv/b2"]);
+    // (Host 2's shared activation went before its lock request: lockd does not convert it.)
+    h2.ok(&["lvchange", "-asy", "sv/b2"]);
+    h2.ok(&["lvremove", "-y", "sv/b2"]);
+    assert_eq!(names(h1), ["a"]);
+    assert!(lockd_status(h2).contains("locks:\n    none"), "{}", lockd_status(h2));
 
     // -f: deactivated, then locked, committed and its slot freed; nothing is left held.
     let lock_args = h1.rows(&["lvs", "-o", "lv_lockargs", "sv/a"])[0][0].clone();
     assert_eq!(lock_args, "1.0.0:70254592");
     h1.ok(&["lvremove", "-f", "sv/a"]);
-    assert_eq!(names(h2), ["b2"]);
+    assert_eq!(names(h2), Vec::<String>::new());
     assert!(lockd_status(h1).contains("locks:\n    none"), "{}", lockd_status(h1));
     h1.ok(&["lvcreate", "-an", "-L", "4M", "-n", "c", "sv"]);
     assert_eq!(h2.rows(&["lvs", "-o", "lv_lockargs", "sv/c"])[0][0], "1.0.0:70254592", "slot freed and reused");

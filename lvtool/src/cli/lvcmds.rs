@@ -340,18 +340,29 @@ fn remove_lv(ctx: &mut Ctx, vg_name: &str, name: &str) -> Result<(), Fail> {
         return Err(Fail::Failed(format!("Cannot remove the internal lock LV {vg_name}/{name}.")));
     }
     txn.vg.lv_mut(name)?;
-    // Active here: deactivated first (when the user agrees, as lvm2 asks), so that the commit
-    // never leaves a device or an activation lock of an LV that no longer exists.
-    if ctx.session.lv_active_here(&txn.vg, &lv)? {
-        if !ctx.args.has("force")
-            && !ctx.confirm(&format!("Do you really want to remove active logical volume {vg_name}/{name}?"))
-        {
-            return Err(Fail::Failed(format!("Logical volume {vg_name}/{name} not removed.")));
-        }
-        ctx.session.deactivate(&txn.vg, &lv)?;
+    let hold = ctx.session.lv_hold_here(&txn.vg, &lv)?;
+    let active = hold.is_some() || ctx.session.lv_state(&txn.vg, &lv).is_active();
+    if active
+        && !ctx.args.has("force")
+        && !ctx.confirm(&format!("Do you really want to remove active logical volume {vg_name}/{name}?"))
+    {
+        return Err(Fail::Failed(format!("Logical volume {vg_name}/{name} not removed.")));
     }
-    // Refused while another host has it active (the error names the holder).
-    ctx.session.lock_lv(&txn.vg, &lv, LockMode::Ex)?;
+    // The LV lock in ex before the commit: refused while another host has the LV active,
+    // naming the holder. Taken before deactivating here (as lvm2), so a refusal changes
+    // nothing; except when this host holds it shared, which lockd does not convert: that
+    // activation goes first, and other shared holders then refuse the lock.
+    if hold == Some(LockMode::Sh) {
+        ctx.session.deactivate(&txn.vg, &lv)?;
+        ctx.session.lock_lv(&txn.vg, &lv, LockMode::Ex)?;
+    } else {
+        ctx.session.lock_lv(&txn.vg, &lv, LockMode::Ex)?;
+        // Deactivated before the commit, so that it never leaves a device or an activation
+        // hold of an LV that no longer exists.
+        if active {
+            ctx.session.deactivate(&txn.vg, &lv)?;
+        }
+    }
     let slot = lv.lock_args.as_deref().and_then(lockarea::parse_lv_lock_args);
     let area = match (is_sanlock(&txn.vg), slot) {
         (true, Some(_)) => Some(lock_area(ctx, &txn, &txn.vg.clone())?),
