@@ -4,6 +4,13 @@
 //! VG's metadata (ex to change it, sh to report it), an LV lock before activating (kept after
 //! the command exits) and after deactivating (released). The [`Locker`] is lockd's client
 //! (`lockd_locker`) on hosts with a host_id, [`NoLocks`] otherwise and with `--nolocking`.
+//!
+//! Every command goes lock → check → commit → release, never commit first: a failure or a
+//! kill at any step leaves the old state, or the new one plus at most a lease slot whose
+//! leader names an LV UUID the committed metadata does not have (provably orphaned). So
+//! lvcreate names its slot before the commit and activates after it; lvremove and lvrename
+//! take the LV lock in ex and settle an activation here before the commit, and lvremove frees
+//! the slot after it.
 
 use std::path::{Path, PathBuf};
 
