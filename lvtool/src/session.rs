@@ -278,7 +278,7 @@ impl Session {
 
     /// Reads `name` from the scan. Not found while some device or metadata area could not be
     /// read: the VG may be on it, so the error says what is damaged instead of only "not found".
-    fn find_vg(&mut self, name: &str) -> Result<VgRead> {
+    pub fn find_vg(&mut self, name: &str) -> Result<VgRead> {
         match self.scan().read_vg(name) {
             Err(Error::VgNotFound { .. }) if !self.scan().damage().is_empty() => {
                 let lines: Vec<String> = self.scan().damage().iter().map(|d| format!("  {d}")).collect();

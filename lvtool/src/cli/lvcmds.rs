@@ -721,7 +721,7 @@ fn shared_vgs(ctx: &mut Ctx) -> Result<Vec<VgRead>, Fail> {
     let names = if ctx.args.pos.is_empty() { ctx.session.scan().vg_names() } else { ctx.args.pos.clone() };
     let mut out = vec![];
     for n in names {
-        match ctx.session.scan().read_vg(&n) {
+        match ctx.session.find_vg(&n) {
             Ok(r) if is_sanlock(&r.vg) => out.push(r),
             Ok(_) if !ctx.args.pos.is_empty() => ctx.fail_one(Fail::Failed(format!("VG {n} is not a shared VG."))),
             Ok(_) => {}
