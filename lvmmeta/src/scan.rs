@@ -77,6 +77,19 @@ pub enum Disagreement {
     OutdatedPv(u32),
 }
 
+impl std::fmt::Display for Disagreement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Disagreement::OlderSeqno(n) => write!(f, "older version (seqno {n})"),
+            Disagreement::DifferentText => f.write_str("same seqno, different text"),
+            Disagreement::NoMetadata => f.write_str("no metadata"),
+            Disagreement::Unreadable(e) => write!(f, "damaged: {e}"),
+            Disagreement::OtherVg(v) => write!(f, "belongs to VG {v}"),
+            Disagreement::OutdatedPv(n) => write!(f, "outdated PV (seqno {n})"),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MdaReport {
     pub device: PathBuf,
@@ -292,7 +305,7 @@ impl VgRead {
                 p => {
                     return Err(Error::ReadOnlyVg {
                         vg: self.vg.name.clone(),
-                        reason: format!("{} mda at {}: {p:?}", d.device.display(), d.mda_start),
+                        reason: format!("{} metadata area at byte {}: {p}", d.device.display(), d.mda_start),
                     })
                 }
             }

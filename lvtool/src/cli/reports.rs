@@ -139,13 +139,10 @@ pub(super) fn load(ctx: &mut Ctx, names: &[String]) -> Vec<Loaded> {
             }
         };
         for d in &read.disagreements {
-            let msg = format!(
-                "VG {n}: {} metadata area at byte {}: {}",
-                d.device.display(),
-                d.mda_start,
-                describe(&d.problem)
-            );
+            let msg = format!("VG {n}: {} metadata area at byte {}: {}", d.device.display(), d.mda_start, d.problem);
             match d.problem {
+                // Already said, with every damaged area, when all devices are reported.
+                Disagreement::Unreadable(_) if all => ctx.partial_failure = true,
                 // A copy that cannot be read, or two different texts of one version: damage.
                 Disagreement::Unreadable(_) | Disagreement::DifferentText => ctx.fail_one(Fail::Failed(msg)),
                 _ => ctx.err(&format!("WARNING: {msg}")),
@@ -205,17 +202,6 @@ pub(super) fn report_damage(ctx: &mut Ctx, only: Option<&[std::path::PathBuf]>) 
     }
     for m in msgs {
         ctx.fail_one(Fail::Failed(m));
-    }
-}
-
-fn describe(d: &Disagreement) -> String {
-    match d {
-        Disagreement::OlderSeqno(n) => format!("older version (seqno {n})"),
-        Disagreement::DifferentText => "same seqno, different text".into(),
-        Disagreement::NoMetadata => "no metadata".into(),
-        Disagreement::Unreadable(e) => format!("damaged: {e}"),
-        Disagreement::OtherVg(v) => format!("belongs to VG {v}"),
-        Disagreement::OutdatedPv(n) => format!("outdated PV (seqno {n})"),
     }
 }
 
