@@ -28,6 +28,9 @@ fn snapshot(files: &[PathBuf]) -> Vec<Vec<u8>> {
 
 #[test]
 fn local_vg_lifecycle() {
+    if !common::as_root("local_vg_lifecycle") {
+        return;
+    }
     let (_s, t, f) = setup("life", &[300 << 20, 200 << 20, 8 << 20]);
     let out = t.ok(&["pvcreate", p(&f[0]), p(&f[1]), p(&f[2])]);
     assert!(out.contains(&format!("Physical volume \"{}\" successfully created.", p(&f[0]))));
@@ -154,6 +157,9 @@ fn local_vg_lifecycle() {
 
 #[test]
 fn allocation_spans_pvs_and_stays_contiguous() {
+    if !common::as_root("allocation_spans_pvs_and_stays_contiguous") {
+        return;
+    }
     let (_s, t, f) = setup("alloc", &[20 << 20, 20 << 20]);
     t.ok(&["vgcreate", "-s", "1M", "va", p(&f[0]), p(&f[1])]);
     t.ok(&["lvcreate", "-l", "10", "-n", "a", "va"]);
@@ -174,6 +180,9 @@ fn allocation_spans_pvs_and_stays_contiguous() {
 
 #[test]
 fn config_file_names_the_devices() {
+    if !common::as_root("config_file_names_the_devices") {
+        return;
+    }
     let (s, _t, f) = setup("conf", &[16 << 20]);
     let conf = s.dir.join("lvmlocal.toml");
     std::fs::write(&conf, format!("devices = [\"{}\"]\n", p(&f[0]))).unwrap();
@@ -203,6 +212,9 @@ fn config_file_names_the_devices() {
 
 #[test]
 fn bad_input_is_refused_and_writes_nothing() {
+    if !common::as_root("bad_input_is_refused_and_writes_nothing") {
+        return;
+    }
     let (_s, t, f) = setup("bad", &[64 << 20, (2 << 20) - 4096]);
     t.ok(&["vgcreate", "bv", p(&f[0])]);
     t.ok(&["lvcreate", "-L", "8M", "-n", "lv1", "bv"]);
@@ -257,6 +269,9 @@ fn lock_area(files: &[PathBuf], vg: &str) -> LockArea {
 /// every host waits 2 × that on lock-start, so a default 10 there made a 2 s setup wait 20 s.
 #[test]
 fn shared_vg_records_the_configured_io_timeout() {
+    if !common::as_root("shared_vg_records_the_configured_io_timeout") {
+        return;
+    }
     let (s, t, f) = setup("iotimeout", &[600 << 20]);
     let read_io_timeout = |files: &[PathBuf]| {
         let a = lock_area(files, "sv");
@@ -279,6 +294,9 @@ fn shared_vg_records_the_configured_io_timeout() {
 
 #[test]
 fn shared_vg_leases_follow_lvs() {
+    if !common::as_root("shared_vg_leases_follow_lvs") {
+        return;
+    }
     let (_s, t, f) = setup("shared", &[600 << 20]);
     let out = t.ok(&["vgcreate", "--shared", "sv", p(&f[0])]);
     assert!(out.contains("Enabling sanlock global lock"), "{out}");
@@ -383,6 +401,9 @@ fn fake_ext4(f: &Path, base: u64) {
 /// allows (-f/-y for signatures, -ff for a PV of a VG or damaged LVM data).
 #[test]
 fn pvcreate_refuses_to_overwrite_unless_forced() {
+    if !common::as_root("pvcreate_refuses_to_overwrite_unless_forced") {
+        return;
+    }
     let (_s, t, f) = setup("pvcreate-guard", &[64 << 20, 64 << 20, 64 << 20]);
     // A PV of a VG.
     t.ok(&["vgcreate", "gv", p(&f[0])]);
@@ -462,6 +483,9 @@ fn pvcreate_refuses_to_overwrite_unless_forced() {
 /// the report, rather than listed as an empty orphan or as "not found" alone.
 #[test]
 fn reports_say_what_is_damaged() {
+    if !common::as_root("reports_say_what_is_damaged") {
+        return;
+    }
     let (_s, t, f) = setup("damage-report", &[64 << 20, 64 << 20]);
     t.ok(&["vgcreate", "dv", p(&f[0])]);
     t.ok(&["pvcreate", p(&f[1])]);
@@ -501,6 +525,9 @@ fn reports_say_what_is_damaged() {
 /// A new LV does not show what its extents held before (lvm2's -W y and -Z y defaults).
 #[test]
 fn lvcreate_wipes_signatures_and_zeroes_the_start() {
+    if !common::as_root("lvcreate_wipes_signatures_and_zeroes_the_start") {
+        return;
+    }
     let (_s, t, f) = setup("lvcreate-zero", &[64 << 20]);
     t.ok(&["vgcreate", "-s", "1M", "zv", p(&f[0])]);
     // The first LV starts at pe_start (1 MiB): put an old filesystem's traces there.
@@ -555,6 +582,13 @@ fn lvcreate_wipes_signatures_and_zeroes_the_start() {
 /// print nothing and succeed.
 #[test]
 fn non_root_fails_clearly() {
+    if !common::as_root("non_root_fails_clearly") {
+        return;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIPPED non_root_fails_clearly: setpriv (util-linux) not found");
+        return;
+    }
     let (_s, t, f) = setup("nonroot", &[16 << 20]);
     t.ok(&["vgcreate", "nr", p(&f[0])]);
     for cmd in ["vgs", "pvs", "lvs", "lvcreate"] {
@@ -575,6 +609,9 @@ fn non_root_fails_clearly() {
 /// the file, on every command.
 #[test]
 fn unknown_config_keys_are_named() {
+    if !common::as_root("unknown_config_keys_are_named") {
+        return;
+    }
     let (s, t, f) = setup("unknown-keys", &[16 << 20]);
     let conf = s.dir.join("lvmlocal.toml");
     std::fs::write(&conf, "io_timout = 3\n[lockd]\nx = 1\n").unwrap();
@@ -589,6 +626,9 @@ fn unknown_config_keys_are_named() {
 /// cannot give it, rather than changing orphan PVs unprotected.
 #[test]
 fn global_lock_needs_lockd_when_host_id_is_set() {
+    if !common::as_root("global_lock_needs_lockd_when_host_id_is_set") {
+        return;
+    }
     let (s, t, f) = setup("gl-nolockd", &[300 << 20]);
     let conf = s.dir.join("lvmlocal.toml");
     std::fs::write(&conf, format!("host_id = 3\nrun_dir = \"{}\"\n", s.dir.join("run").display())).unwrap();

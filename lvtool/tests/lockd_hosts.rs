@@ -131,6 +131,9 @@ fn parallel<T: Send>(hosts: &[Host], f: impl Fn(&Host) -> T + Sync) -> Vec<T> {
 
 #[test]
 fn shared_vg_on_three_hosts() {
+    if !common::as_root("shared_vg_on_three_hosts") {
+        return;
+    }
     let s = Scratch::new("lockd-hosts");
     let disk = s.file("shared.img", 400 << 20);
     let mut hosts: Vec<Host> = (1..=3).map(|i| Host::new(&s, i, &[&disk])).collect();
@@ -243,6 +246,9 @@ fn shared_vg_on_three_hosts() {
 
 #[test]
 fn several_vgs_start_in_parallel() {
+    if !common::as_root("several_vgs_start_in_parallel") {
+        return;
+    }
     let s = Scratch::new("lockd-multi");
     let disks: Vec<PathBuf> = (0..3).map(|i| s.file(&format!("d{i}.img"), 300 << 20)).collect();
     let paths: Vec<&Path> = disks.iter().map(|p| p.as_path()).collect();
@@ -289,6 +295,9 @@ fn several_vgs_start_in_parallel() {
 /// -f or -y, as lvm2 asks) or the command refuses, in both cases before anything is written.
 #[test]
 fn lv_lock_before_rename_and_remove() {
+    if !common::as_root("lv_lock_before_rename_and_remove") {
+        return;
+    }
     let s = Scratch::new("lockd-lvlock");
     let disk = s.file("shared.img", 400 << 20);
     let mut hosts: Vec<Host> = (1..=2).map(|i| Host::new(&s, i, &[&disk])).collect();
@@ -352,6 +361,9 @@ fn lv_lock_before_rename_and_remove() {
 /// only the first shared VG is made without one (it enables it).
 #[test]
 fn global_lock_is_required() {
+    if !common::as_root("global_lock_is_required") {
+        return;
+    }
     let s = Scratch::new("lockd-gl");
     let disks: Vec<PathBuf> =
         [400u64, 64, 300].iter().enumerate().map(|(i, m)| s.file(&format!("d{i}.img"), m << 20)).collect();
