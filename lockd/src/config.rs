@@ -169,6 +169,13 @@ impl Config {
         }
     }
 
+    /// One warning per key of the file that is not ours, naming the key and the file (a typo
+    /// in a key name would otherwise leave a setting at its default without a word). Both
+    /// lockd and lvtool print them.
+    pub fn warnings(&self) -> Vec<String> {
+        self.unknown_keys.iter().map(|k| format!("{}: unknown key `{k}` ignored", self.origin)).collect()
+    }
+
     /// The daemon needs a host_id.
     pub fn require_host_id(&self) -> Result<u64, ConfigError> {
         self.host_id.ok_or_else(|| ConfigError {

@@ -11,6 +11,7 @@
 //! - [`device`]: byte access to block devices, loop devices, files (O_DIRECT where it matters).
 //! - [`scan`]: PVs and VGs found on a list of devices; choosing the newest copy.
 //! - [`commit`]: writing a new VG version to every metadata area, crash-safe.
+//! - [`signature`]: filesystem, swap, LUKS and partition-table magics (found, wiped).
 //! - [`lockarea`]: the shared VG's `lvmlock` LV: lease layout, slots, and its map on the PVs.
 
 pub mod commit;
@@ -22,6 +23,7 @@ pub mod label;
 pub mod lockarea;
 pub mod mda;
 pub mod scan;
+pub mod signature;
 pub mod uuid;
 pub mod vg;
 

@@ -77,6 +77,19 @@ pub enum Disagreement {
     OutdatedPv(u32),
 }
 
+impl std::fmt::Display for Disagreement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Disagreement::OlderSeqno(n) => write!(f, "older version (seqno {n})"),
+            Disagreement::DifferentText => f.write_str("same seqno, different text"),
+            Disagreement::NoMetadata => f.write_str("no metadata"),
+            Disagreement::Unreadable(e) => write!(f, "damaged: {e}"),
+            Disagreement::OtherVg(v) => write!(f, "belongs to VG {v}"),
+            Disagreement::OutdatedPv(n) => write!(f, "outdated PV (seqno {n})"),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MdaReport {
     pub device: PathBuf,
@@ -184,6 +197,21 @@ impl Scan {
         }
     }
 
+    /// What could not be read, one line each naming the device, the offset and why: damaged
+    /// labels, unreadable devices, damaged metadata areas. A VG whose every copy is damaged is
+    /// in here and nowhere else.
+    pub fn damage(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.errors.iter().map(|(p, e)| format!("{}: {e}", p.display())).collect();
+        for pv in &self.pvs {
+            for (a, m) in &pv.mdas {
+                if let MdaState::Bad(e) = m {
+                    out.push(format!("{} (metadata area at byte {}) is damaged: {e}", pv.path.display(), a.offset));
+                }
+            }
+        }
+        out
+    }
+
     /// Names of the VGs found, sorted.
     pub fn vg_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.copies().map(|(_, _, c)| c.vg_name.clone()).collect();
@@ -277,7 +305,7 @@ impl VgRead {
                 p => {
                     return Err(Error::ReadOnlyVg {
                         vg: self.vg.name.clone(),
-                        reason: format!("{} mda at {}: {p:?}", d.device.display(), d.mda_start),
+                        reason: format!("{} metadata area at byte {}: {p}", d.device.display(), d.mda_start),
                     })
                 }
             }

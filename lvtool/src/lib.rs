@@ -18,5 +18,5 @@ pub mod session;
 pub mod settings;
 pub mod units;
 
-pub use lvmmeta::{commit, config, crc, device, error, label, lockarea, mda, scan, uuid, vg};
+pub use lvmmeta::{commit, config, crc, device, error, label, lockarea, mda, scan, signature, uuid, vg};
 pub use lvmmeta::{Error, Result};

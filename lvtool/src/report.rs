@@ -314,6 +314,9 @@ pub struct PvRow<'a> {
     pub label: Option<&'a Label>,
     pub dev_size: u64,
     pub vg: Option<(&'a VgInfo<'a>, &'a Pv)>,
+    /// Its label or metadata cannot be read: shown as lvm2 shows such a PV (VG `[unknown]`,
+    /// attr `u--`, nothing free), never as an empty orphan.
+    pub damaged: bool,
 }
 
 /// What one report row describes.
@@ -558,6 +561,15 @@ fn value(id: &str, r: &Row) -> Option<Val> {
     if let Some(p) = r.pv {
         let in_vg = p.vg;
         let ext = in_vg.map(|(v, _)| v.ext());
+        if p.damaged {
+            match id {
+                "vg_name" => return s("[unknown]"),
+                "pv_attr" => return s("u--"),
+                "pv_free" => return Some(Sz(0)),
+                "pv_in_use" => return Some(B(true, "used")),
+                _ => {}
+            }
+        }
         match id {
             "pv_fmt" => return s(if p.label.is_some() { "lvm2" } else { "" }),
             "pv_uuid" => return s(&p.label.map(|l| l.pv_uuid.to_string()).unwrap_or_default()),

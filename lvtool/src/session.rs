@@ -4,6 +4,13 @@
 //! VG's metadata (ex to change it, sh to report it), an LV lock before activating (kept after
 //! the command exits) and after deactivating (released). The [`Locker`] is lockd's client
 //! (`lockd_locker`) on hosts with a host_id, [`NoLocks`] otherwise and with `--nolocking`.
+//!
+//! Every command goes lock → check → commit → release, never commit first: a failure or a
+//! kill at any step leaves the old state, or the new one plus at most a lease slot whose
+//! leader names an LV UUID the committed metadata does not have (provably orphaned). So
+//! lvcreate names its slot before the commit and activates after it; lvremove and lvrename
+//! take the LV lock in ex and settle an activation here before the commit, and lvremove frees
+//! the slot after it.
 
 use std::path::{Path, PathBuf};
 
@@ -94,6 +101,18 @@ pub struct Session {
     vg_locks: Vec<String>,
     /// This host's timeouts (lvmlocal.toml), for lease areas.
     timeouts: lease::timeouts::Timeouts,
+    /// lockd's run directory when the locker is lockd: the session asks lockd's status what
+    /// the lock replies do not say (whether the global lock exists, what is active here).
+    lockd_run_dir: Option<PathBuf>,
+}
+
+/// Where the global lock stands for a command that needs it in ex.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GlNeed {
+    /// Every command but the one below: no global lock is an error.
+    Required,
+    /// `vgcreate --shared`: with no shared VG at all, the new VG will hold the global lock.
+    FirstSharedVg,
 }
 
 impl Session {
@@ -104,7 +123,65 @@ impl Session {
         description: String,
         timeouts: lease::timeouts::Timeouts,
     ) -> Session {
-        Session { devices, scan: None, activator, locker, description, vg_locks: vec![], timeouts }
+        Session { devices, scan: None, activator, locker, description, vg_locks: vec![], timeouts, lockd_run_dir: None }
+    }
+
+    /// The locker is lockd, reached in `run_dir`.
+    pub fn set_lockd(&mut self, run_dir: &Path) {
+        self.lockd_run_dir = Some(run_dir.to_path_buf());
+    }
+
+    /// lockd's status, when the locker is lockd. `Ok(None)`: no lockd is configured.
+    fn lockd_status(&self) -> Result<Option<lockd::protocol::DaemonStatus>> {
+        use lockd::protocol::{Request, Response};
+        let Some(dir) = &self.lockd_run_dir else { return Ok(None) };
+        let mut c = lockd::client::Client::connect(dir).map_err(|e| Error::Invalid(e.to_string()))?;
+        match c.call(&Request::Status) {
+            Ok(Response::Status(s)) => Ok(Some(s)),
+            Ok(other) => Err(Error::Invalid(format!("lockd status: unexpected reply {other:?}"))),
+            Err(e) => Err(Error::Invalid(format!("lockd status: {e}"))),
+        }
+    }
+
+    /// Whether a lockspace running here holds the enabled global lock; `None`: no lockd is
+    /// configured (local-only host); an error when lockd cannot be asked.
+    fn gl_running(&self) -> Result<Option<bool>> {
+        Ok(self.lockd_status()?.map(|s| s.lockspaces.iter().any(|l| l.gl_enabled && l.state == "running")))
+    }
+
+    /// Whether any VG on the scanned devices is a shared (sanlock) VG.
+    fn any_shared_vg(&mut self) -> bool {
+        let names = self.scan().vg_names();
+        names
+            .iter()
+            .any(|n| self.scan().read_vg(n).is_ok_and(|r| r.vg.lock_type.as_deref() == Some(lockarea::LOCK_TYPE)))
+    }
+
+    /// Whether `lv` is active on this host: its device is mapped here, or (no view of DM, as
+    /// with `--driverloaded n`) lockd holds its lease for an activation here.
+    pub fn lv_active_here(&mut self, vg: &Vg, lv: &Lv) -> Result<bool> {
+        Ok(self.activator.state(vg, lv).is_active() || self.lv_hold_here(vg, lv)?.is_some())
+    }
+
+    /// The mode in which lockd holds `lv`'s lease for an activation on this host, if it does.
+    pub fn lv_hold_here(&mut self, vg: &Vg, lv: &Lv) -> Result<Option<LockMode>> {
+        if vg.lock_type.as_deref() != Some(lockarea::LOCK_TYPE) || self.lockd_run_dir.is_none() {
+            return Ok(None);
+        }
+        // No lockd running: it holds nothing for this host.
+        if self.lockd_run_dir.as_ref().is_some_and(|d| lockd::client::Client::connect(d).is_err()) {
+            return Ok(None);
+        }
+        let uuid = lv.id.to_string();
+        let Some(status) = self.lockd_status()? else { return Ok(None) };
+        let hold = status
+            .lockspaces
+            .iter()
+            .filter(|l| l.vg == vg.name)
+            .flat_map(|l| &l.locks)
+            .find(|k| k.persistent && k.resource == uuid)
+            .map(|k| if k.mode == lockd::protocol::Mode::Sh { LockMode::Sh } else { LockMode::Ex });
+        Ok(hold)
     }
 
     pub fn timeouts(&self) -> lease::timeouts::Timeouts {
@@ -130,11 +207,56 @@ impl Session {
         &*self.activator
     }
 
+    /// The global lock. In ex it must really be held: a host with lockd fails when no started
+    /// VG holds the enabled global lock (lvm2: "Global lock failed"), rather than changing
+    /// orphan PVs or VG names unprotected; see [`Session::lock_gl_ex`].
     pub fn lock_gl(&mut self, mode: LockMode) -> Result<()> {
+        if mode == LockMode::Ex {
+            return self.lock_gl_ex(GlNeed::Required).map(|_| ());
+        }
         self.locker.lock_gl(mode)?;
         // Orphans and VG names may have changed before we got the lock.
         self.rescan();
         Ok(())
+    }
+
+    /// The global lock in ex. Returns true when no global lock exists anywhere and `need`
+    /// allows that (the first shared VG, which will hold it). The locker skips a global lock
+    /// no started VG holds, so lockd's status is asked before and after the request: both
+    /// times a running lockspace must hold it, else the request was not granted by anyone.
+    pub fn lock_gl_ex(&mut self, need: GlNeed) -> Result<bool> {
+        let before = match self.gl_running() {
+            Ok(s) => s,
+            // Formatting the first shared VG needs no lockd (it is started afterwards).
+            Err(_) if need == GlNeed::FirstSharedVg && !self.any_shared_vg() => return Ok(true),
+            Err(e) => return Err(Error::Invalid(format!("Global lock failed: {e}"))),
+        };
+        let Some(before) = before else {
+            // Local-only host: no lock manager, nothing to take.
+            self.locker.lock_gl(LockMode::Ex)?;
+            self.rescan();
+            return Ok(false);
+        };
+        if !before {
+            if need == GlNeed::FirstSharedVg && !self.any_shared_vg() {
+                return Ok(true);
+            }
+            let starting = self
+                .lockd_status()
+                .ok()
+                .flatten()
+                .is_some_and(|s| s.lockspaces.iter().any(|l| l.gl_enabled && l.state == "starting"));
+            if starting {
+                return Err(Error::Invalid("Global lock failed: lockspace is starting.".into()));
+            }
+            return Err(no_gl(need));
+        }
+        self.locker.lock_gl(LockMode::Ex)?;
+        self.rescan();
+        if self.gl_running().map_err(|e| Error::Invalid(format!("Global lock failed: {e}")))? != Some(true) {
+            return Err(no_gl(need));
+        }
+        Ok(false)
     }
 
     fn lock_vg(&mut self, vg: &str, mode: LockMode) -> Result<()> {
@@ -148,17 +270,32 @@ impl Session {
     /// Reads a VG under a VG lock in `mode`.
     pub fn read_vg(&mut self, name: &str, mode: LockMode) -> Result<VgRead> {
         self.lock_vg(name, mode)?;
-        let read = self.scan().read_vg(name)?;
+        let read = self.find_vg(name)?;
         let paths = self.pv_paths(&read);
         self.locker.vg_read(&read.vg, &paths, false)?;
         Ok(read)
+    }
+
+    /// Reads `name` from the scan. Not found while some device or metadata area could not be
+    /// read: the VG may be on it, so the error says what is damaged instead of only "not found".
+    pub fn find_vg(&mut self, name: &str) -> Result<VgRead> {
+        match self.scan().read_vg(name) {
+            Err(Error::VgNotFound { .. }) if !self.scan().damage().is_empty() => {
+                let lines: Vec<String> = self.scan().damage().iter().map(|d| format!("  {d}")).collect();
+                Err(Error::Invalid(format!(
+                    "Volume group \"{name}\" not found; it may be on a device whose LVM data cannot be read:\n{}",
+                    lines.join("\n")
+                )))
+            }
+            r => r,
+        }
     }
 
     /// Starts a change of `name`: ex VG lock, fresh read, refuses what must not be written.
     pub fn begin(&mut self, name: &str) -> Result<VgTxn> {
         self.lock_vg(name, LockMode::Ex)?;
         self.rescan();
-        let read = self.scan().read_vg(name)?;
+        let read = self.find_vg(name)?;
         let paths = self.pv_paths(&read);
         self.locker.vg_read(&read.vg, &paths, true)?;
         read.check_writable()?;
@@ -442,6 +579,18 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.finish();
     }
+}
+
+/// Why a command that needs the global lock cannot have it.
+fn no_gl(need: GlNeed) -> Error {
+    Error::Invalid(match need {
+        GlNeed::FirstSharedVg => "Global lock failed: no global lock enabled: start existing shared VGs to access \
+                                  the global lock (vgchange --lock-start)."
+            .into(),
+        GlNeed::Required => "Global lock failed: no global lock enabled: check that the shared VG holding the \
+                             global lock is started here (vgchange --lock-start)."
+            .into(),
+    })
 }
 
 /// The LVs whose step so far succeeded (`results` in the LVs' order).

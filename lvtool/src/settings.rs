@@ -27,6 +27,8 @@ pub struct Settings {
     pub auto_activation: Option<Vec<String>>,
     /// From `io_timeout` and `watchdog_fire_timeout`.
     pub timeouts: Timeouts,
+    /// What the file holds that is not understood (printed as warnings).
+    pub warnings: Vec<String>,
 }
 
 impl Default for Settings {
@@ -38,6 +40,7 @@ impl Default for Settings {
 impl From<Config> for Settings {
     fn from(c: Config) -> Settings {
         Settings {
+            warnings: c.warnings(),
             timeouts: c.timeouts(),
             devices: c.devices,
             host_id: c.host_id,
@@ -51,6 +54,11 @@ impl Settings {
     /// Parses the text of a config file; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Settings> {
         Config::parse(text, origin).map(Settings::from).map_err(|e| Error::Config { path: e.path, reason: e.reason })
+    }
+
+    /// Warnings about the file (unknown keys), each naming the key and the file.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Reads `path`. A missing file is an empty config only when it is the default path (an

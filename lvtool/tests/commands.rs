@@ -1,4 +1,4 @@
-//! The lvtool commands end to end on plain files (no root, no lvm2 needed): output layout,
+//! The lvtool commands end to end on plain files (root, as lvtool needs; no lvm2): output layout,
 //! exit codes, config file, allocation across PVs, shared VGs and their lease slots, and bad
 //! input that must leave every byte as it was.
 
@@ -28,6 +28,9 @@ fn snapshot(files: &[PathBuf]) -> Vec<Vec<u8>> {
 
 #[test]
 fn local_vg_lifecycle() {
+    if !common::as_root("local_vg_lifecycle") {
+        return;
+    }
     let (_s, t, f) = setup("life", &[300 << 20, 200 << 20, 8 << 20]);
     let out = t.ok(&["pvcreate", p(&f[0]), p(&f[1]), p(&f[2])]);
     assert!(out.contains(&format!("Physical volume \"{}\" successfully created.", p(&f[0]))));
@@ -154,6 +157,9 @@ fn local_vg_lifecycle() {
 
 #[test]
 fn allocation_spans_pvs_and_stays_contiguous() {
+    if !common::as_root("allocation_spans_pvs_and_stays_contiguous") {
+        return;
+    }
     let (_s, t, f) = setup("alloc", &[20 << 20, 20 << 20]);
     t.ok(&["vgcreate", "-s", "1M", "va", p(&f[0]), p(&f[1])]);
     t.ok(&["lvcreate", "-l", "10", "-n", "a", "va"]);
@@ -174,9 +180,12 @@ fn allocation_spans_pvs_and_stays_contiguous() {
 
 #[test]
 fn config_file_names_the_devices() {
+    if !common::as_root("config_file_names_the_devices") {
+        return;
+    }
     let (s, _t, f) = setup("conf", &[16 << 20]);
     let conf = s.dir.join("lvmlocal.toml");
-    std::fs::write(&conf, format!("host_id = 3\ndevices = [\"{}\"]\n", p(&f[0]))).unwrap();
+    std::fs::write(&conf, format!("devices = [\"{}\"]\n", p(&f[0]))).unwrap();
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_lvtool"))
             .args(args)
@@ -203,6 +212,9 @@ fn config_file_names_the_devices() {
 
 #[test]
 fn bad_input_is_refused_and_writes_nothing() {
+    if !common::as_root("bad_input_is_refused_and_writes_nothing") {
+        return;
+    }
     let (_s, t, f) = setup("bad", &[64 << 20, (2 << 20) - 4096]);
     t.ok(&["vgcreate", "bv", p(&f[0])]);
     t.ok(&["lvcreate", "-L", "8M", "-n", "lv1", "bv"]);
@@ -257,6 +269,9 @@ fn lock_area(files: &[PathBuf], vg: &str) -> LockArea {
 /// every host waits 2 × that on lock-start, so a default 10 there made a 2 s setup wait 20 s.
 #[test]
 fn shared_vg_records_the_configured_io_timeout() {
+    if !common::as_root("shared_vg_records_the_configured_io_timeout") {
+        return;
+    }
     let (s, t, f) = setup("iotimeout", &[600 << 20]);
     let read_io_timeout = |files: &[PathBuf]| {
         let a = lock_area(files, "sv");
@@ -279,6 +294,9 @@ fn shared_vg_records_the_configured_io_timeout() {
 
 #[test]
 fn shared_vg_leases_follow_lvs() {
+    if !common::as_root("shared_vg_leases_follow_lvs") {
+        return;
+    }
     let (_s, t, f) = setup("shared", &[600 << 20]);
     let out = t.ok(&["vgcreate", "--shared", "sv", p(&f[0])]);
     assert!(out.contains("Enabling sanlock global lock"), "{out}");
@@ -350,4 +368,278 @@ fn shared_vg_leases_follow_lvs() {
     assert!(!out.contains("Enabling sanlock global lock"), "{out}");
     assert_eq!(lock_area(&f2, "sv2").gl_name().unwrap(), Slot::Named("_GLLK_disabled".into()));
     t2.ok(&["vgremove", "-f", "sv2"]);
+}
+
+fn flip(f: &Path, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(f).unwrap();
+    let mut b = [0u8; 1];
+    file.read_exact_at(&mut b, at).unwrap();
+    b[0] ^= 0xff;
+    file.write_all_at(&b, at).unwrap();
+}
+
+fn put(f: &Path, at: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new().write(true).open(f).unwrap().write_all_at(bytes, at).unwrap();
+}
+
+fn get(f: &Path, at: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mut b = vec![0u8; len];
+    std::fs::File::open(f).unwrap().read_exact_at(&mut b, at).unwrap();
+    b
+}
+
+/// An ext4 superblock's identifying bytes: the magic at 0x438 and an ext4-only feature.
+fn fake_ext4(f: &Path, base: u64) {
+    put(f, base + 0x438, &[0x53, 0xef]);
+    put(f, base + 1024 + 0x60, &[0x40]);
+}
+
+/// pvcreate writes over nothing it could not read and understand, unless forced as lvm2
+/// allows (-f/-y for signatures, -ff for a PV of a VG or damaged LVM data).
+#[test]
+fn pvcreate_refuses_to_overwrite_unless_forced() {
+    if !common::as_root("pvcreate_refuses_to_overwrite_unless_forced") {
+        return;
+    }
+    let (_s, t, f) = setup("pvcreate-guard", &[64 << 20, 64 << 20, 64 << 20]);
+    // A PV of a VG.
+    t.ok(&["vgcreate", "gv", p(&f[0])]);
+    let before = snapshot(&f);
+    t.fails(5, "Can't initialize physical volume \"", &["pvcreate", p(&f[0])]);
+    t.fails(5, "of volume group \"gv\" without -ff", &["pvcreate", "-f", p(&f[0])]);
+    // -ff asks; without an answer (stdin closed) nothing happens.
+    t.fails(5, "not initialized", &["pvcreate", "-ff", p(&f[0])]);
+    t.fails(5, "is used by VG gv so please use vgreduce first", &["pvremove", p(&f[0])]);
+    assert_eq!(snapshot(&f), before);
+
+    // Its metadata damaged (mda header checksum): not an orphan, refused even with -f.
+    flip(&f[0], 4096 + 300);
+    let before = snapshot(&f);
+    for args in [vec!["pvcreate", p(&f[0])], vec!["pvcreate", "-f", p(&f[0])], vec!["vgcreate", "x", p(&f[0])]] {
+        let out = t.run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{args:?}: {err}");
+        if args[0] == "pvcreate" {
+            assert!(err.contains("Can't initialize PV") && err.contains("without -ff"), "{args:?}: {err}");
+        }
+        assert!(err.contains("checksum") && err.contains("at byte 4096"), "{args:?}: {err}");
+    }
+    t.fails(5, "confirm by using --force twice", &["pvremove", "-f", p(&f[0])]);
+    assert_eq!(snapshot(&f), before, "nothing written over damaged metadata");
+    // The metadata text damaged instead.
+    flip(&f[0], 4096 + 300);
+    let text_at = {
+        let scan = lvtool::scan::Scan::devices(&f[..1]);
+        match &scan.pvs[0].mdas[0].1 {
+            lvtool::scan::MdaState::Copy(c) => c.header.start + c.locn.offset,
+            other => panic!("{other:?}"),
+        }
+    };
+    flip(&f[0], text_at + 20);
+    let before = snapshot(&f);
+    t.fails(5, "without -ff", &["pvcreate", "-f", p(&f[0])]);
+    assert_eq!(snapshot(&f), before);
+    // -ff -y: the user insists, as lvm2 allows.
+    let out = t.ok(&["pvcreate", "-ff", "-y", p(&f[0])]);
+    assert!(out.contains("successfully created"), "{out}");
+
+    // A damaged label.
+    t.ok(&["pvcreate", p(&f[1])]);
+    flip(&f[1], 512 + 400);
+    let before = snapshot(&f);
+    t.fails(5, "bad label checksum", &["pvcreate", p(&f[1])]);
+    t.fails(5, "without -ff", &["pvcreate", "-f", p(&f[1])]);
+    assert_eq!(snapshot(&f), before);
+
+    // An orphan PV is re-created without asking (lvm2 does so too).
+    t.ok(&["pvcreate", "-ff", "-y", p(&f[1])]);
+    t.ok(&["pvcreate", p(&f[1])]);
+
+    // A filesystem signature: asked (no answer: refused), wiped with -y or -f.
+    fake_ext4(&f[2], 0);
+    let before = snapshot(&f);
+    let out = t.run(&["pvcreate", p(&f[2])]);
+    assert_eq!(out.status.code(), Some(5));
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("ext4 signature detected on") && all.contains("at offset 1080"), "{all}");
+    assert!(all.contains("Aborted wiping of ext4."), "{all}");
+    t.fails(5, "Aborted wiping of ext4", &["vgcreate", "fsvg", p(&f[2])]);
+    assert_eq!(snapshot(&f), before);
+    let out = t.ok(&["pvcreate", "-y", p(&f[2])]);
+    assert!(out.contains(&format!("Wiping ext4 signature on {}.", p(&f[2]))), "{out}");
+    assert_eq!(get(&f[2], 0x438, 2), [0, 0]);
+    // Swap past the sectors pvcreate zeroes: wiped with -f.
+    t.ok(&["pvremove", p(&f[2])]);
+    put(&f[2], 4086, b"SWAPSPACE2");
+    let out = t.ok(&["pvcreate", "-f", p(&f[2])]);
+    assert!(out.contains("Wiping swap signature"), "{out}");
+    assert_eq!(get(&f[2], 4086, 10), [0; 10]);
+}
+
+/// A damaged PV or VG is reported as damaged (why, which device, which offset) and fails
+/// the report, rather than listed as an empty orphan or as "not found" alone.
+#[test]
+fn reports_say_what_is_damaged() {
+    if !common::as_root("reports_say_what_is_damaged") {
+        return;
+    }
+    let (_s, t, f) = setup("damage-report", &[64 << 20, 64 << 20]);
+    t.ok(&["vgcreate", "dv", p(&f[0])]);
+    t.ok(&["pvcreate", p(&f[1])]);
+    flip(&f[0], 4096 + 300);
+    let out = t.run(&["pvs", "--noheadings", "-o", "pv_name,vg_name,pv_attr"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{stdout}{err}");
+    assert!(err.contains(&format!("Metadata on PV {} (metadata area at byte 4096) is damaged", p(&f[0]))), "{err}");
+    assert!(err.contains("checksum"), "{err}");
+    assert!(stdout.contains(&format!("{} [unknown] u--", p(&f[0]))), "{stdout}");
+    for args in [vec!["vgs"], vec!["lvs"], vec!["vgs", "dv"], vec!["lvs", "dv"]] {
+        let out = t.run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{args:?}: {err}");
+        assert!(err.contains("is damaged") && err.contains("checksum") && err.contains(p(&f[0])), "{args:?}: {err}");
+    }
+    // A change to the VG says why it is not found.
+    let before = snapshot(&f);
+    let out = t.run(&["lvcreate", "-L", "4M", "-n", "x", "dv"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("Volume group \"dv\" not found") && err.contains("checksum"), "{err}");
+    assert!(err.contains(&format!("{} (metadata area at byte 4096)", p(&f[0]))), "{err}");
+    assert_eq!(snapshot(&f), before);
+    // A damaged label likewise.
+    flip(&f[0], 4096 + 300);
+    flip(&f[1], 512 + 400);
+    let out = t.run(&["pvs"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains(&format!("PV label on {} is damaged", p(&f[1]))) && err.contains("label checksum"), "{err}");
+    // The healthy VG named alone reports fine.
+    t.ok(&["vgs", "dv"]);
+}
+
+/// A new LV does not show what its extents held before (lvm2's -W y and -Z y defaults).
+#[test]
+fn lvcreate_wipes_signatures_and_zeroes_the_start() {
+    if !common::as_root("lvcreate_wipes_signatures_and_zeroes_the_start") {
+        return;
+    }
+    let (_s, t, f) = setup("lvcreate-zero", &[64 << 20]);
+    t.ok(&["vgcreate", "-s", "1M", "zv", p(&f[0])]);
+    // The first LV starts at pe_start (1 MiB): put an old filesystem's traces there.
+    let base = 1u64 << 20;
+    let mark = |f: &Path| {
+        fake_ext4(f, base);
+        put(f, base + 0x10040, b"_BHRfS_M");
+        put(f, base + 100, b"old data");
+    };
+    mark(&f[0]);
+    let out = t.ok(&["lvcreate", "-L", "4M", "-n", "a", "zv"]);
+    assert!(out.contains("Wiping ext4 signature on /dev/zv/a.") && out.contains("Wiping btrfs signature"), "{out}");
+    assert_eq!(get(&f[0], base, 4096), vec![0u8; 4096]);
+    assert_eq!(get(&f[0], base + 0x10040, 8), [0; 8]);
+    t.ok(&["lvremove", "-f", "zv/a"]);
+
+    // -Z n -W n: left as it is, with lvm2's warning.
+    mark(&f[0]);
+    let before = get(&f[0], base, 0x11000);
+    let out = t.run(&["lvcreate", "-Zn", "-Wn", "-L", "4M", "-n", "b", "zv"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WARNING: Logical volume zv/b not zeroed."));
+    assert_eq!(get(&f[0], base, 0x11000), before);
+    t.ok(&["lvremove", "-f", "zv/b"]);
+
+    // Inactive: cannot be cleared; refused when asked for, warned about by default.
+    let snap = snapshot(&f);
+    t.fails(
+        5,
+        "Cannot zero inactive logical volume with option -Zy or -Wy.",
+        &["lvcreate", "-an", "-Zy", "-L", "4M", "zv"],
+    );
+    t.fails(5, "Cannot zero inactive logical volume", &["lvcreate", "-an", "-Wy", "-L", "4M", "zv"]);
+    assert_eq!(snapshot(&f), snap, "refused before anything is written");
+    let out = t.run(&["lvcreate", "-an", "-L", "4M", "-n", "c", "zv"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WARNING: Logical volume zv/c not zeroed."));
+    assert_eq!(get(&f[0], base, 0x11000), before);
+    // -Z n alone still wipes signatures; -W n alone still zeroes.
+    t.ok(&["lvremove", "-f", "zv/c"]);
+    let out = t.ok(&["lvcreate", "-Zn", "-L", "4M", "-n", "d", "zv"]);
+    assert!(out.contains("Wiping ext4 signature"), "{out}");
+    assert_eq!(get(&f[0], base + 100, 8), b"old data");
+    t.ok(&["lvremove", "-f", "zv/d"]);
+    mark(&f[0]);
+    t.ok(&["lvcreate", "-Wn", "-L", "4M", "-n", "e", "zv"]);
+    assert_eq!(get(&f[0], base, 4096), vec![0u8; 4096]);
+    assert_eq!(get(&f[0], base + 0x10040, 8), b"_BHRfS_M");
+}
+
+/// lvtool needs root, as lvm2 does: without it, devices cannot be read and a report would
+/// print nothing and succeed.
+#[test]
+fn non_root_fails_clearly() {
+    if !common::as_root("non_root_fails_clearly") {
+        return;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIPPED non_root_fails_clearly: setpriv (util-linux) not found");
+        return;
+    }
+    let (_s, t, f) = setup("nonroot", &[16 << 20]);
+    t.ok(&["vgcreate", "nr", p(&f[0])]);
+    for cmd in ["vgs", "pvs", "lvs", "lvcreate"] {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_lvtool"))
+            .args([cmd, "--driverloaded", "n", "--devices", p(&f[0])])
+            .output()
+            .expect("setpriv");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{cmd}: {err}");
+        assert!(err.contains("must be run as root"), "{cmd}: {err}");
+        assert!(out.stdout.is_empty(), "{cmd}");
+    }
+}
+
+/// A key lvmlocal.toml does not know (a typo leaves a setting at its default) is named, with
+/// the file, on every command.
+#[test]
+fn unknown_config_keys_are_named() {
+    if !common::as_root("unknown_config_keys_are_named") {
+        return;
+    }
+    let (s, t, f) = setup("unknown-keys", &[16 << 20]);
+    let conf = s.dir.join("lvmlocal.toml");
+    std::fs::write(&conf, "io_timout = 3\n[lockd]\nx = 1\n").unwrap();
+    let out = t.run(&["pvcreate", p(&f[0]), "--config", p(&conf)]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("WARNING: {}: unknown key `io_timout` ignored", p(&conf))), "{err}");
+    assert!(err.contains("unknown key `lockd`"), "{err}");
+}
+
+/// With a host_id, lvtool uses lockd: a command that needs the global lock fails when lockd
+/// cannot give it, rather than changing orphan PVs unprotected.
+#[test]
+fn global_lock_needs_lockd_when_host_id_is_set() {
+    if !common::as_root("global_lock_needs_lockd_when_host_id_is_set") {
+        return;
+    }
+    let (s, t, f) = setup("gl-nolockd", &[300 << 20]);
+    let conf = s.dir.join("lvmlocal.toml");
+    std::fs::write(&conf, format!("host_id = 3\nrun_dir = \"{}\"\n", s.dir.join("run").display())).unwrap();
+    let before = snapshot(&f);
+    for args in [vec!["pvcreate", p(&f[0])], vec!["vgcreate", "v", p(&f[0])]] {
+        let mut a = args.clone();
+        a.extend(["--config", p(&conf)]);
+        t.fails(5, "Global lock failed: lockd is not running", &a);
+    }
+    assert_eq!(snapshot(&f), before);
+    // The first shared VG needs no global lock: it will hold it.
+    let out = t.ok(&["vgcreate", "--shared", "first", p(&f[0]), "--config", p(&conf)]);
+    assert!(out.contains("Enabling sanlock global lock"), "{out}");
 }

@@ -18,6 +18,9 @@ fn lockd_daemon_entry() {
 
 #[test]
 fn shared_vg_on_three_hosts() {
+    if !common::as_root("shared_vg_on_three_hosts") {
+        return;
+    }
     let s = Scratch::new("lockd-hosts");
     let disk = s.file("shared.img", 400 << 20);
     let mut hosts: Vec<Host> = (1..=3).map(|i| Host::new(&s, i, &[&disk])).collect();
@@ -130,16 +133,23 @@ fn shared_vg_on_three_hosts() {
 
 #[test]
 fn several_vgs_start_in_parallel() {
+    if !common::as_root("several_vgs_start_in_parallel") {
+        return;
+    }
     let s = Scratch::new("lockd-multi");
     let disks: Vec<PathBuf> = (0..3).map(|i| s.file(&format!("d{i}.img"), 300 << 20)).collect();
     let paths: Vec<&Path> = disks.iter().map(|p| p.as_path()).collect();
     let mut h = Host::new(&s, 7, &paths);
     h.start();
-    for (i, d) in disks.iter().enumerate() {
+    // The first shared VG holds the global lock; the others are made under it.
+    h.ok(&["vgcreate", "--shared", "mv0", disks[0].to_str().unwrap()]);
+    h.ok(&["vgchange", "--lock-start", "mv0"]);
+    for (i, d) in disks.iter().enumerate().skip(1) {
         h.ok(&["vgcreate", "--shared", &format!("mv{i}"), d.to_str().unwrap()]);
     }
     let out = h.ok(&["vgchange", "--lock-start"]);
-    for i in 0..3 {
+    assert!(out.contains("VG mv0 lockspace already started"), "{out}");
+    for i in 1..3 {
         assert!(out.contains(&format!("VG mv{i} lockspace started (host_id 7,")), "{out}");
     }
     // The global lock lives in the first shared VG.
@@ -165,4 +175,103 @@ fn several_vgs_start_in_parallel() {
     let out = h.ok(&["vgchange", "--lock-stop"]);
     assert!(out.contains("VG mv0 lockspace stopped") && out.contains("VG mv1 lockspace stopped"), "{out}");
     assert!(out.contains("VG mv2 lockspace is not started"), "{out}");
+}
+
+/// lvrename and lvremove take the LV lock in ex before they commit: an LV active on another
+/// host is neither renamed nor removed under it; one active here is deactivated first (with
+/// -f or -y, as lvm2 asks) or the command refuses, in both cases before anything is written.
+#[test]
+fn lv_lock_before_rename_and_remove() {
+    if !common::as_root("lv_lock_before_rename_and_remove") {
+        return;
+    }
+    let s = Scratch::new("lockd-lvlock");
+    let disk = s.file("shared.img", 400 << 20);
+    let mut hosts: Vec<Host> = (1..=2).map(|i| Host::new(&s, i, &[&disk])).collect();
+    for h in &mut hosts {
+        h.start();
+    }
+    let [h1, h2] = [&hosts[0], &hosts[1]];
+    h1.ok(&["vgcreate", "--shared", "sv", disk.to_str().unwrap()]);
+    parallel(&hosts, |h| h.ok(&["vgchange", "--lock-start", "sv"]));
+    h1.ok(&["lvcreate", "-L", "8M", "-n", "a", "sv"]);
+    h2.ok(&["lvcreate", "-an", "-L", "4M", "-n", "b", "sv"]);
+    let names = |h: &Host| -> Vec<String> {
+        h.rows(&["lvs", "-o", "lv_name", "sv"]).into_iter().map(|r| r[0].clone()).collect()
+    };
+    let seqno = |h: &Host| h.rows(&["vgs", "-o", "vg_seqno", "sv"])[0][0].clone();
+    let before = seqno(h1);
+
+    // Active on host 1: host 2 can neither rename nor remove it; host 1 keeps its device name.
+    h2.fails("LV sv/a is locked by host 1", &["lvrename", "sv/a", "sv/a2"]);
+    h2.fails("LV sv/a is locked by host 1", &["lvrename", "sv", "a", "a2"]);
+    h2.fails("LV sv/a is locked by host 1", &["lvremove", "-f", "sv/a"]);
+    // Active here: renaming would leave the device under the old name.
+    h1.fails("while it is active on this host", &["lvrename", "sv/a", "sv/a2"]);
+    // Reducing it here asks first (lockd knows it is active even without a DM view).
+    h1.fails("Logical volume a NOT reduced.", &["lvreduce", "-L", "-4M", "sv/a"]);
+    // Active here, not confirmed: refused before the commit; the LV, its lock and slot stay.
+    h1.fails("Logical volume sv/a not removed.", &["lvremove", "sv/a"]);
+    assert_eq!(names(h1), ["a", "b"]);
+    assert_eq!(seqno(h1), before, "nothing committed");
+    assert!(lockd_status(h1).contains("(a) at 70254592 lver 1 persistent"), "{}", lockd_status(h1));
+
+    // Inactive everywhere: renamed, under its lock.
+    h1.ok(&["lvrename", "sv/b", "sv/b2"]);
+    assert_eq!(names(h2), ["a", "b2"]);
+    // Shared on two hosts: removal refused, naming the other holder; shared here only: removed.
+    h1.ok(&["lvchange", "-asy", "sv/b2"]);
+    h2.ok(&["lvchange", "-asy", "sv/b2"]);
+    h2.fails("LV sv/b2 is locked by host 1", &["lvremove", "-f", "sv/b2"]);
+    assert_eq!(names(h1), ["a", "b2"]);
+    h1.fails("Logical volume sv/b2 not removed.", &["lvremove", "sv/b2"]);
+    h1.ok(&["lvchange", "-an", "sv/b2"]);
+    // (Host 2's shared activation went before its lock request: lockd does not convert it.)
+    h2.ok(&["lvchange", "-asy", "sv/b2"]);
+    h2.ok(&["lvremove", "-y", "sv/b2"]);
+    assert_eq!(names(h1), ["a"]);
+    assert!(lockd_status(h2).contains("locks:\n    none"), "{}", lockd_status(h2));
+
+    // -f: deactivated, then locked, committed and its slot freed; nothing is left held.
+    let lock_args = h1.rows(&["lvs", "-o", "lv_lockargs", "sv/a"])[0][0].clone();
+    assert_eq!(lock_args, "1.0.0:70254592");
+    h1.ok(&["lvremove", "-f", "sv/a"]);
+    assert_eq!(names(h2), Vec::<String>::new());
+    assert!(lockd_status(h1).contains("locks:\n    none"), "{}", lockd_status(h1));
+    h1.ok(&["lvcreate", "-an", "-L", "4M", "-n", "c", "sv"]);
+    assert_eq!(h2.rows(&["lvs", "-o", "lv_lockargs", "sv/c"])[0][0], "1.0.0:70254592", "slot freed and reused");
+    // Nothing held: the lockspace stops without force.
+    assert!(h1.ok(&["vgchange", "--lock-stop", "sv"]).contains("VG sv lockspace stopped"));
+}
+
+/// Commands that need the global lock fail when no started VG holds it, naming what to do;
+/// only the first shared VG is made without one (it enables it).
+#[test]
+fn global_lock_is_required() {
+    if !common::as_root("global_lock_is_required") {
+        return;
+    }
+    let s = Scratch::new("lockd-gl");
+    let disks: Vec<PathBuf> =
+        [400u64, 64, 300].iter().enumerate().map(|(i, m)| s.file(&format!("d{i}.img"), m << 20)).collect();
+    let paths: Vec<&Path> = disks.iter().map(|p| p.as_path()).collect();
+    let mut h = Host::new(&s, 1, &paths);
+    h.start();
+    let d: Vec<&str> = disks.iter().map(|p| p.to_str().unwrap()).collect();
+    let out = h.ok(&["vgcreate", "--shared", "sv", d[0]]);
+    assert!(out.contains("Enabling sanlock global lock"), "{out}");
+    let before: Vec<Vec<u8>> = disks.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    h.fails("Global lock failed: no global lock enabled", &["pvcreate", d[1]]);
+    h.fails("Global lock failed: no global lock enabled", &["vgcreate", "lv", d[1]]);
+    h.fails("start existing shared VGs", &["vgcreate", "--shared", "sv2", d[2]]);
+    let after: Vec<Vec<u8>> = disks.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    assert!(before == after, "nothing written without the global lock");
+    h.ok(&["vgchange", "--lock-start", "sv"]);
+    h.ok(&["pvcreate", d[1]]);
+    let out = h.ok(&["vgcreate", "--shared", "sv2", d[2]]);
+    assert!(!out.contains("Enabling sanlock global lock"), "{out}");
+    h.ok(&["vgchange", "--lock-start", "sv2"]);
+    h.ok(&["vgextend", "sv2", d[1]]);
+    h.ok(&["vgreduce", "sv2", d[1]]);
+    h.ok(&["pvremove", d[1]]);
 }

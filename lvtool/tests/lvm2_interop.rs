@@ -520,3 +520,52 @@ fn small_wrapping_mdas_shared_with_lvm2() {
     }
     assert!(wrapped_by.contains_key("lvtool") && wrapped_by.contains_key("lvm2"), "{wrapped_by:?}");
 }
+
+/// pvcreate refuses the same devices real lvm2 refuses: a PV whose metadata is damaged (both
+/// need -ff), a device with a filesystem (both ask; unanswered, both refuse). Where both
+/// refuse, neither writes; what we make over a wiped filesystem is a PV lvm2 and blkid see.
+#[test]
+fn pvcreate_refuses_what_lvm2_refuses() {
+    let Some(mut lvm) = lvm2("pvcreate_refuses_what_lvm2_refuses") else { return };
+    let files: Vec<PathBuf> = (0..2).map(|i| lvm.scratch.file(&format!("g{i}.img"), 64 << 20)).collect();
+    let loops: Vec<LoopDev> = files.iter().map(|f| LoopDev::attach(f)).collect();
+    lvm.devices = loops.iter().map(|l| l.path.clone()).collect();
+    let d: Vec<&str> = loops.iter().map(|l| l.path.to_str().unwrap()).collect();
+    let tool = common::Tool { devices: lvm.devices.clone() };
+
+    // A VG made by lvm2, its mda header damaged.
+    lvm.ok("pvcreate", &[d[0]]);
+    lvm.ok("vgcreate", &["gvg", d[0]]);
+    flip(&files[0], 4096 + 300);
+    let before = snapshot(&files);
+    for force in [vec![], vec!["-f"]] {
+        let mut a = force.clone();
+        a.push(d[0]);
+        let real = lvm.run("pvcreate", &a);
+        assert!(!real.status.success(), "lvm2 pvcreate {a:?} succeeded");
+        assert!(String::from_utf8_lossy(&real.stderr).contains("without -ff"));
+        let mut ours = vec!["pvcreate"];
+        ours.extend(&a);
+        tool.fails(5, "without -ff", &ours);
+    }
+    assert_eq!(snapshot(&files), before);
+
+    // An ext4 filesystem.
+    let mkfs = std::process::Command::new("mkfs.ext4").args(["-q", "-F", d[1]]).output();
+    let Ok(mkfs) = mkfs else { return };
+    assert!(mkfs.status.success());
+    let before = snapshot(&files);
+    let real = lvm.run("pvcreate", &[d[1]]);
+    assert!(!real.status.success());
+    let said = format!("{}{}", String::from_utf8_lossy(&real.stdout), String::from_utf8_lossy(&real.stderr));
+    assert!(said.contains("ext4 signature detected"), "{said}");
+    tool.fails(5, "Aborted wiping of ext4.", &["pvcreate", d[1]]);
+    assert_eq!(snapshot(&files), before);
+    let out = tool.ok(&["pvcreate", "-y", d[1]]);
+    assert!(out.contains(&format!("Wiping ext4 signature on {}.", d[1])), "{out}");
+    assert_eq!(lvm.report("pvs", &["-o", "pv_name", d[1]]), vec![vec![d[1].to_string()]]);
+    let blkid = std::process::Command::new("blkid").args(["-p", "-o", "value", "-s", "TYPE", d[1]]).output();
+    if let Ok(b) = blkid {
+        assert_eq!(String::from_utf8_lossy(&b.stdout).trim(), "LVM2_member");
+    }
+}

@@ -187,6 +187,14 @@ pub fn lvcreate(ctx: &mut Ctx) -> CmdResult {
     if activate.is_some() {
         ctx.session.activator().check_available()?;
     }
+    let zero_arg = ctx.args.get("zero").map(|v| yes_no(v, "zero")).transpose()?;
+    let wipe_arg = ctx.args.get("wipesignatures").map(|v| yes_no(v, "wipesignatures")).transpose()?;
+    // lvm2 clears an LV's start through its active device: an inactive new LV cannot be
+    // cleared, which is refused when asked for and warned about by default.
+    if activate.is_none() && (zero_arg == Some(true) || (wipe_arg == Some(true) && zero_arg != Some(false))) {
+        return Err(Fail::Failed("Cannot zero inactive logical volume with option -Zy or -Wy.".into()));
+    }
+    let (zero, wipe) = (zero_arg.unwrap_or(true), wipe_arg.unwrap_or(true));
     let mut txn = ctx.session.begin(&vg_name).map_err(|e| not_found(e, &vg_name))?;
     let only = pv_names(ctx, &txn.read, &devs)?;
     let name = name.unwrap_or_else(|| next_lv_name(&txn.vg));
@@ -236,10 +244,60 @@ pub fn lvcreate(ctx: &mut Ctx) -> CmdResult {
         init_lv_lease(ctx, &mut txn, &name)?;
     }
     let vg = ctx.session.commit(txn)?;
+    match activate {
+        Some(mode) => {
+            // Locked and active before its extents are written: no other host can use it.
+            let lv = vg.lv(&name).expect("created").clone();
+            ctx.session.activate(&vg, &lv, effective(&vg, mode))?;
+            clear_new_lv(ctx, &vg, &lv, zero, wipe)?;
+        }
+        None if zero => ctx.err(&format!("WARNING: Logical volume {vg_name}/{name} not zeroed.")),
+        None => {}
+    }
     ctx.say(&format!("Logical volume \"{name}\" created."));
-    if let Some(mode) = activate {
-        let lv = vg.lv(&name).expect("created").clone();
-        ctx.session.activate(&vg, &lv, effective(&vg, mode))?;
+    Ok(())
+}
+
+fn yes_no(v: &str, opt: &str) -> Result<bool, Fail> {
+    match v {
+        "y" | "yes" => Ok(true),
+        "n" | "no" => Ok(false),
+        _ => Err(Fail::Usage(format!("Invalid argument for --{opt}: {v}"))),
+    }
+}
+
+/// What lvm2 does to a new LV (`-W y`, `-Z y`, its defaults): signatures of what the extents
+/// held before (a filesystem of an earlier LV) are wiped and the first 4 KiB zeroed, so that
+/// nothing mistakes the new LV for the old one. Written through the PV at the LV's first
+/// segment, which works with and without a device-mapper device.
+fn clear_new_lv(ctx: &mut Ctx, vg: &Vg, lv: &Lv, zero: bool, wipe: bool) -> Result<(), Fail> {
+    use crate::device::BlockDevice;
+    if !zero && !wipe {
+        ctx.err(&format!("WARNING: Logical volume {}/{} not zeroed.", vg.name, lv.name));
+        return Ok(());
+    }
+    let Some((seg, area)) = lv.segments.first().and_then(|s| s.stripes.first().map(|a| (s, a))) else {
+        return Ok(());
+    };
+    let pv = vg.pv_by_name(&area.pv).ok_or_else(|| Error::metadata(&vg.name, format!("no PV {}", area.pv)))?;
+    let path = ctx.session.scan().pvs.iter().find(|p| p.label.pv_uuid == pv.id).map(|p| p.path.clone());
+    let Some(path) = path else {
+        return Err(Fail::Failed(format!("Failed to clear {}/{}: PV {} not found.", vg.name, lv.name, pv.id)));
+    };
+    let ext = vg.extent_size as u64 * 512;
+    let base = pv.pe_start * 512 + area.pe as u64 * ext;
+    let len = seg.extent_count as u64 * ext;
+    let mut dev = crate::device::FileDevice::open(&path, true)?;
+    if wipe {
+        let sigs = crate::signature::probe(&dev, base, len)?;
+        for s in &sigs {
+            ctx.say(&format!("Wiping {} signature on /dev/{}/{}.", s.kind, vg.name, lv.name));
+        }
+        crate::signature::wipe(&mut dev, base, &sigs)?;
+    }
+    if zero {
+        dev.write_at(base, &vec![0u8; len.min(4096) as usize])?;
+        dev.flush()?;
     }
     Ok(())
 }
@@ -282,15 +340,28 @@ fn remove_lv(ctx: &mut Ctx, vg_name: &str, name: &str) -> Result<(), Fail> {
         return Err(Fail::Failed(format!("Cannot remove the internal lock LV {vg_name}/{name}.")));
     }
     txn.vg.lv_mut(name)?;
-    ctx.session.lock_lv(&txn.vg, &lv, LockMode::Ex)?;
-    let state = ctx.session.lv_state(&txn.vg, &lv);
-    if state.is_active() {
-        if !ctx.args.has("force")
-            && !ctx.confirm(&format!("Do you really want to remove active logical volume {vg_name}/{name}?"))
-        {
-            return Err(Fail::Failed(format!("Logical volume {name} not removed.")));
-        }
+    let hold = ctx.session.lv_hold_here(&txn.vg, &lv)?;
+    let active = hold.is_some() || ctx.session.lv_state(&txn.vg, &lv).is_active();
+    if active
+        && !ctx.args.has("force")
+        && !ctx.confirm(&format!("Do you really want to remove active logical volume {vg_name}/{name}?"))
+    {
+        return Err(Fail::Failed(format!("Logical volume {vg_name}/{name} not removed.")));
+    }
+    // The LV lock in ex before the commit: refused while another host has the LV active,
+    // naming the holder. Taken before deactivating here (as lvm2), so a refusal changes
+    // nothing; except when this host holds it shared, which lockd does not convert: that
+    // activation goes first, and other shared holders then refuse the lock.
+    if hold == Some(LockMode::Sh) {
         ctx.session.deactivate(&txn.vg, &lv)?;
+        ctx.session.lock_lv(&txn.vg, &lv, LockMode::Ex)?;
+    } else {
+        ctx.session.lock_lv(&txn.vg, &lv, LockMode::Ex)?;
+        // Deactivated before the commit, so that it never leaves a device or an activation
+        // hold of an LV that no longer exists.
+        if active {
+            ctx.session.deactivate(&txn.vg, &lv)?;
+        }
     }
     let slot = lv.lock_args.as_deref().and_then(lockarea::parse_lv_lock_args);
     let area = match (is_sanlock(&txn.vg), slot) {
@@ -393,6 +464,8 @@ pub fn lvresize(ctx: &mut Ctx) -> CmdResult {
     let new = new as u64;
     ctx.session.lock_lv(&txn.vg, &lv, LockMode::Ex)?;
     let state = ctx.session.lv_state(&txn.vg, &lv);
+    // Active here as lockd knows it too (no DM view with --driverloaded n).
+    let active_here = ctx.session.lv_active_here(&txn.vg, &lv)?;
     if new > cur {
         let free = alloc::free_extents(&txn.vg, only.as_deref());
         if new - cur > free {
@@ -403,7 +476,7 @@ pub fn lvresize(ctx: &mut Ctx) -> CmdResult {
         }
         alloc::extend(&mut txn.vg, &lv_name, (new - cur) as u32, only.as_deref())?;
     } else {
-        if state.is_active()
+        if active_here
             && !ctx.args.has("force")
             && !ctx.confirm(&format!(
                 "  WARNING: Reducing active logical volume to {}.\n  THIS MAY DESTROY YOUR DATA (filesystem etc.)\nDo you really want to reduce {vg_name}/{lv_name}?",
@@ -465,9 +538,16 @@ pub fn lvrename(ctx: &mut Ctx) -> CmdResult {
         return Err(Fail::Failed(format!("Logical Volume \"{new}\" already exists in volume group \"{vg_name}\"")));
     }
     let lv = txn.vg.lv(&old).cloned().expect("checked");
-    if ctx.session.lv_state(&txn.vg, &lv).is_active() {
+    txn.vg.lv_mut(&old)?;
+    // As lvm2: the LV lock in ex, refused while the LV is active on another host (whose device
+    // would keep the old name). Active here, the rename is refused too: lvm2 renames the
+    // device as well, which this tool does not do yet; refusing leaves no device behind under
+    // a name the metadata no longer knows.
+    ctx.session.lock_lv(&txn.vg, &lv, LockMode::Ex)?;
+    if ctx.session.lv_active_here(&txn.vg, &lv)? {
         return Err(Fail::Failed(format!(
-            "Cannot rename active logical volume {vg_name}/{old}: device-mapper rename is not available"
+            "Cannot rename logical volume {vg_name}/{old} while it is active on this host: deactivate it first \
+             (lvchange -an {vg_name}/{old})."
         )));
     }
     txn.vg.lv_mut(&old)?.name = new.clone();
@@ -641,7 +721,7 @@ fn shared_vgs(ctx: &mut Ctx) -> Result<Vec<VgRead>, Fail> {
     let names = if ctx.args.pos.is_empty() { ctx.session.scan().vg_names() } else { ctx.args.pos.clone() };
     let mut out = vec![];
     for n in names {
-        match ctx.session.scan().read_vg(&n) {
+        match ctx.session.find_vg(&n) {
             Ok(r) if is_sanlock(&r.vg) => out.push(r),
             Ok(_) if !ctx.args.pos.is_empty() => ctx.fail_one(Fail::Failed(format!("VG {n} is not a shared VG."))),
             Ok(_) => {}

@@ -167,6 +167,13 @@ pub fn run(argv: &[String]) -> i32 {
         println!("  {} {}", cmd.name, opts.join(" "));
         return ECMD_PROCESSED;
     }
+    // lvm2 needs root to open devices; without it a scan would find nothing and a report
+    // would print an empty table as if there were no PVs.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("  {}: must be run as root (LVM reads and writes block devices).", cmd.name);
+        return ECMD_FAILED;
+    }
     let driver = match args.get("driverloaded") {
         None | Some("y") | Some("yes") | Some("1") => true,
         Some("n") | Some("no") | Some("0") => false,
@@ -182,6 +189,9 @@ pub fn run(argv: &[String]) -> i32 {
             return ECMD_FAILED;
         }
     };
+    for w in settings.warnings() {
+        eprintln!("  WARNING: {w}");
+    }
     let mut devices: Vec<PathBuf> =
         args.all("devices").iter().flat_map(|d| d.split(',')).filter(|d| !d.is_empty()).map(PathBuf::from).collect();
     if devices.is_empty() {
@@ -202,11 +212,13 @@ pub fn run(argv: &[String]) -> i32 {
     };
     let description = format!("Write from lvtool {}.", argv.join(" "));
     // A host with a host_id takes part in shared VGs through lockd; others take no locks.
-    let locker: Box<dyn Locker> = match settings.host_id {
-        Some(_) if !args.has("nolocking") => Box::new(LockdLocker::new(&settings.run_dir, settings.timeouts)),
-        _ => Box::new(NoLocks),
-    };
-    let session = Session::new(devices, activator, locker, description, settings.timeouts);
+    let lockd = settings.host_id.is_some() && !args.has("nolocking");
+    let locker: Box<dyn Locker> =
+        if lockd { Box::new(LockdLocker::new(&settings.run_dir, settings.timeouts)) } else { Box::new(NoLocks) };
+    let mut session = Session::new(devices, activator, locker, description, settings.timeouts);
+    if lockd {
+        session.set_lockd(&settings.run_dir);
+    }
     let mut ctx =
         Ctx { cmd: cmd.name.to_string(), args, session, units: Units::default(), partial_failure: false, settings };
     let result = (cmd.run)(&mut ctx);

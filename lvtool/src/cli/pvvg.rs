@@ -8,7 +8,7 @@ use crate::alloc;
 use crate::device::FileDevice;
 use crate::lockarea::{self, LockArea};
 use crate::pvformat;
-use crate::session::LockMode;
+use crate::session::{GlNeed, LockMode};
 use crate::units::parse_size;
 use crate::uuid::Uuid;
 use crate::vg::{self, Lv, Pv, Vg};
@@ -34,23 +34,113 @@ fn pv_vg(ctx: &mut Ctx, idx: usize) -> Option<String> {
     names.into_iter().find(|n| ctx.session.scan().read_vg(n).is_ok_and(|r| r.vg.pvs.iter().any(|p| p.id == uuid)))
 }
 
-/// pvcreate of one device; returns a message on failure.
+/// What a device holds that pvcreate must not write over unasked.
+enum Occupant {
+    /// Nothing known: blank, or data without a signature we know.
+    Nothing,
+    /// An orphan PV, read and understood (lvm2 re-creates it without asking).
+    OrphanPv,
+    /// A PV in a VG: needs -ff.
+    VgMember(String),
+    /// A PV label or metadata that cannot be read: needs -ff (why).
+    Damaged(String),
+    /// Filesystem, swap, LUKS or partition-table signatures: wiped with -f or -y.
+    Signatures(Vec<crate::signature::Signature>),
+}
+
+fn same_device(a: &Path, b: &Path) -> bool {
+    std::fs::canonicalize(a).unwrap_or_else(|_| a.into()) == std::fs::canonicalize(b).unwrap_or_else(|_| b.into())
+}
+
+fn occupant(ctx: &mut Ctx, dev: &str) -> Result<Occupant, Fail> {
+    let path = Path::new(dev);
+    if let Some((_, e)) = ctx.session.scan().errors.iter().find(|(p, _)| same_device(p, path)) {
+        return Ok(Occupant::Damaged(e.to_string()));
+    }
+    if let Some(i) = ctx.session.find_device(path) {
+        let pv = &ctx.session.scan().pvs[i];
+        for (a, st) in &pv.mdas {
+            match st {
+                crate::scan::MdaState::Bad(e) => {
+                    return Ok(Occupant::Damaged(format!("metadata area at {}: {e}", a.offset)));
+                }
+                crate::scan::MdaState::Copy(c) => return Ok(Occupant::VgMember(c.vg_name.clone())),
+                _ => {}
+            }
+        }
+        let in_use = pv.label.in_use();
+        if let Some(vg) = pv_vg(ctx, i) {
+            return Ok(Occupant::VgMember(vg));
+        }
+        if in_use {
+            return Ok(Occupant::Damaged(format!("PV {dev} is used by a VG but its metadata is missing.")));
+        }
+        return Ok(Occupant::OrphanPv);
+    }
+    let d = FileDevice::open(path, false)?;
+    let sigs = crate::signature::probe(&d, 0, crate::device::BlockDevice::size(&d))?;
+    Ok(if sigs.is_empty() { Occupant::Nothing } else { Occupant::Signatures(sigs) })
+}
+
+/// pvcreate of one device; returns a message on failure. Nothing is written over what the
+/// device holds unless the user forced it as lvm2 allows: `-f` or `-y` wipe signatures,
+/// `-ff` overwrites a PV of a VG or one whose label or metadata cannot be read.
 fn create_pv(ctx: &mut Ctx, dev: &str) -> Result<(), Fail> {
     if !Path::new(dev).exists() {
         return Err(Fail::Failed(format!("No device found for {dev}.")));
     }
-    if let Some(i) = ctx.session.find_device(Path::new(dev)) {
-        if let Some(vg) = pv_vg(ctx, i) {
-            return Err(Fail::Failed(format!(
-                "Can't initialize physical volume \"{dev}\" of volume group \"{vg}\" without -ff\n  {dev}: physical volume not initialized."
-            )));
-        }
-    }
+    let force = ctx.args.all("force").len();
+    let not_init = |m: String| Fail::Failed(format!("{m}\n  {dev}: physical volume not initialized."));
     let uuid = match ctx.args.get("uuid") {
         Some(u) => Uuid::parse(u).map_err(|e| Fail::Usage(e.to_string()))?,
         None => Uuid::generate()?,
     };
+    let mut wipe = vec![];
+    match occupant(ctx, dev)? {
+        Occupant::Nothing | Occupant::OrphanPv => {}
+        Occupant::VgMember(vg) => {
+            if force < 2 {
+                return Err(not_init(format!(
+                    "Can't initialize physical volume \"{dev}\" of volume group \"{vg}\" without -ff"
+                )));
+            }
+            if !ctx.confirm(&format!("Really INITIALIZE physical volume \"{dev}\" of volume group \"{vg}\"?")) {
+                return Err(not_init(format!("{dev}: physical volume not initialized (not confirmed).")));
+            }
+            ctx.err(&format!("WARNING: Forcing physical volume creation on {dev} of volume group \"{vg}\""));
+        }
+        Occupant::Damaged(why) => {
+            if force < 2 {
+                return Err(not_init(format!("{why}\n  Can't initialize PV '{dev}' without -ff.")));
+            }
+            if !ctx.confirm(&format!("Really INITIALIZE physical volume \"{dev}\" whose LVM data cannot be read?")) {
+                return Err(not_init(format!("{dev}: physical volume not initialized (not confirmed).")));
+            }
+            ctx.err(&format!("WARNING: Forcing physical volume creation on {dev} ({why})"));
+        }
+        Occupant::Signatures(sigs) => {
+            for s in &sigs {
+                let yes = force > 0
+                    || ctx.confirm(&format!(
+                        "WARNING: {} signature detected on {dev} at offset {}. Wipe it?",
+                        s.kind, s.offset
+                    ));
+                if !yes {
+                    ctx.err(&format!("Aborted wiping of {}.", s.kind));
+                    return Err(not_init(format!(
+                        "{} existing signature(s) left on the device.",
+                        sigs.len() - wipe.len()
+                    )));
+                }
+                wipe.push(s.clone());
+            }
+        }
+    }
     let mut d = FileDevice::open(Path::new(dev), true)?;
+    for s in &wipe {
+        ctx.say(&format!("Wiping {} signature on {dev}.", s.kind));
+    }
+    crate::signature::wipe(&mut d, 0, &wipe)?;
     pvformat::create(&mut d, uuid).map_err(|e| Fail::Failed(e.to_string()))?;
     ctx.session.rescan();
     ctx.say(&format!("Physical volume \"{dev}\" successfully created."));
@@ -75,14 +165,31 @@ pub fn pvremove(ctx: &mut Ctx) -> CmdResult {
         return Err(Fail::Usage("No command with matching syntax recognised.".into()));
     }
     ctx.session.lock_gl(LockMode::Ex)?;
+    let force = ctx.args.all("force").len();
     for dev in ctx.args.pos.clone() {
         let Some(i) = ctx.session.find_device(Path::new(&dev)) else {
             ctx.fail_one(Fail::Failed(format!("No PV found on device {dev}.")));
             continue;
         };
-        if let Some(vg) = pv_vg(ctx, i) {
-            ctx.fail_one(Fail::Failed(format!("PV {dev} is used by VG {vg} so please use vgreduce first.")));
-            continue;
+        // A PV of a VG, or one whose metadata cannot be read (it may be a VG's), is only
+        // wiped when the user insists, as lvm2 asks.
+        let why = match occupant(ctx, &dev)? {
+            Occupant::VgMember(vg) => Some(format!("PV {dev} is used by VG {vg} so please use vgreduce first.")),
+            Occupant::Damaged(why) => Some(format!("PV {dev} cannot be read: {why}")),
+            _ => None,
+        };
+        if let Some(why) = why {
+            if force < 2 {
+                ctx.fail_one(Fail::Failed(format!(
+                    "{why}\n  (If you are certain you need pvremove, then confirm by using --force twice.)"
+                )));
+                continue;
+            }
+            if !ctx.confirm(&format!("Really WIPE LABELS from physical volume \"{dev}\" ({why})?")) {
+                ctx.fail_one(Fail::Failed(format!("{dev}: physical volume label not removed.")));
+                continue;
+            }
+            ctx.err(&format!("WARNING: Wiping physical volume label from {dev}: {why}"));
         }
         let label = ctx.session.scan().pvs[i].label.clone();
         let r = ctx.session.open_pv(i, true).and_then(|mut d| pvformat::remove(&mut d, &label));
@@ -181,7 +288,9 @@ pub fn vgcreate(ctx: &mut Ctx) -> CmdResult {
     for t in &tags {
         vg::validate_tag(t)?;
     }
-    ctx.session.lock_gl(LockMode::Ex)?;
+    // The first shared VG is made without a global lock (there is none yet) and enables it.
+    let need = if shared { GlNeed::FirstSharedVg } else { GlNeed::Required };
+    ctx.session.lock_gl_ex(need)?;
     if ctx.session.scan().vg_names().contains(&name) {
         return Err(Fail::Failed(format!("A volume group called {name} already exists.")));
     }

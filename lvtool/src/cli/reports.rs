@@ -5,7 +5,7 @@ use super::pvvg::not_found;
 use super::{split_lv_path, units_from, CmdResult, Ctx, Fail};
 use crate::activate::LvState;
 use crate::report::{self, Obj, Options, PvRow, ReportType, Row, VgInfo};
-use crate::scan::{MdaState, VgRead};
+use crate::scan::{Disagreement, MdaState, VgRead};
 use crate::session::LockMode;
 
 pub const REPORT: &[Opt] = &[
@@ -105,7 +105,8 @@ fn lock_owners(ctx: &mut Ctx, l: &Loaded) -> Vec<String> {
 
 /// Reads the named VGs (all when `names` is empty) under sh VG locks, sorted by name.
 pub(super) fn load(ctx: &mut Ctx, names: &[String]) -> Vec<Loaded> {
-    let mut names: Vec<String> = if names.is_empty() {
+    let all = names.is_empty();
+    let mut names: Vec<String> = if all {
         // Listing every VG reads the VG namespace: the global lock in sh (as lvm2).
         if let Err(e) = ctx.session.lock_gl(LockMode::Sh) {
             ctx.fail_one(e.into());
@@ -115,6 +116,12 @@ pub(super) fn load(ctx: &mut Ctx, names: &[String]) -> Vec<Loaded> {
     } else {
         names.to_vec()
     };
+    // Damage anywhere may hide a VG (a VG whose every copy is unreadable has no name to list).
+    let mut damage_reported = false;
+    if all && ctx.cmd != "pvs" {
+        report_damage(ctx, None);
+        damage_reported = true;
+    }
     names.sort();
     names.dedup();
     let mut out = vec![];
@@ -122,17 +129,24 @@ pub(super) fn load(ctx: &mut Ctx, names: &[String]) -> Vec<Loaded> {
         let read = match ctx.session.read_vg(&n, LockMode::Sh) {
             Ok(r) => r,
             Err(e) => {
+                let missing = matches!(e, crate::Error::VgNotFound { .. });
                 ctx.fail_one(not_found(e, &n));
+                if missing && !damage_reported {
+                    report_damage(ctx, None);
+                    damage_reported = true;
+                }
                 continue;
             }
         };
         for d in &read.disagreements {
-            ctx.err(&format!(
-                "WARNING: VG {n}: {} metadata area at {}: {:?}",
-                d.device.display(),
-                d.mda_start,
-                d.problem
-            ));
+            let msg = format!("VG {n}: {} metadata area at byte {}: {}", d.device.display(), d.mda_start, d.problem);
+            match d.problem {
+                // Already said, with every damaged area, when all devices are reported.
+                Disagreement::Unreadable(_) if all => ctx.partial_failure = true,
+                // A copy that cannot be read, or two different texts of one version: damage.
+                Disagreement::Unreadable(_) | Disagreement::DifferentText => ctx.fail_one(Fail::Failed(msg)),
+                _ => ctx.err(&format!("WARNING: {msg}")),
+            }
         }
         for m in &read.missing {
             ctx.err(&format!("WARNING: Couldn't find device with uuid {m}."));
@@ -150,6 +164,45 @@ pub(super) fn load(ctx: &mut Ctx, names: &[String]) -> Vec<Loaded> {
         out.push(Loaded { read, paths, mdas, states, owners: vec![] });
     }
     out
+}
+
+/// Reports every scanned device whose PV label or metadata area cannot be read, saying why
+/// and where (device, byte offset), and fails the command: a damaged PV or VG must not look
+/// like an orphan or like nothing at all. `only`: just these devices (canonical paths).
+pub(super) fn report_damage(ctx: &mut Ctx, only: Option<&[std::path::PathBuf]>) {
+    let wanted = |p: &std::path::Path| {
+        only.is_none_or(|o| o.is_empty() || o.contains(&std::fs::canonicalize(p).unwrap_or_else(|_| p.into())))
+    };
+    let mut msgs = vec![];
+    let scan = ctx.session.scan();
+    for (p, e) in scan.errors.iter().filter(|(p, _)| wanted(p)) {
+        msgs.push(match e {
+            crate::Error::Io { .. } => format!("Cannot read {}: {e}", p.display()),
+            _ => format!("PV label on {} is damaged: {e}", p.display()),
+        });
+    }
+    for pv in scan.pvs.iter().filter(|pv| wanted(&pv.path)) {
+        for (a, m) in &pv.mdas {
+            if let MdaState::Bad(e) = m {
+                msgs.push(format!(
+                    "Metadata on PV {} (metadata area at byte {}) is damaged: {e}",
+                    pv.path.display(),
+                    a.offset
+                ));
+            }
+        }
+        let in_vg = pv.mdas.iter().any(|(_, m)| matches!(m, MdaState::Copy(_)));
+        if pv.label.in_use() && !in_vg && pv.mdas.iter().all(|(_, m)| !matches!(m, MdaState::Bad(_))) {
+            let uuid = pv.label.pv_uuid;
+            let names = scan.vg_names();
+            if !names.iter().any(|n| scan.read_vg(n).is_ok_and(|r| r.vg.pvs.iter().any(|p| p.id == uuid))) {
+                msgs.push(format!("PV {} is marked in use but no VG was found using it.", pv.path.display()));
+            }
+        }
+    }
+    for m in msgs {
+        ctx.fail_one(Fail::Failed(m));
+    }
 }
 
 fn options(ctx: &Ctx) -> Result<Options, Fail> {
@@ -248,10 +301,10 @@ pub fn pvs(ctx: &mut Ctx) -> CmdResult {
     let fields = fields(ctx, report::PVS_DEFAULT, ReportType::Pvs)?;
     let loaded = load(ctx, &[]);
     let infos: Vec<VgInfo> = loaded.iter().map(Loaded::info).collect();
+    let wanted: Vec<std::path::PathBuf> =
+        ctx.args.pos.iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.into())).collect();
+    report_damage(ctx, Some(&wanted));
     let scan = ctx.session.scan();
-    for (p, e) in &scan.errors {
-        eprintln!("  WARNING: {}: {e}", p.display());
-    }
     let mut pv_rows: Vec<PvRow> = vec![];
     for sp in &scan.pvs {
         let vg = infos.iter().find_map(|v| v.vg.pvs.iter().find(|p| p.id == sp.label.pv_uuid).map(|p| (v, p))).filter(
@@ -260,18 +313,29 @@ pub fn pvs(ctx: &mut Ctx) -> CmdResult {
                 v.pv_paths[k].as_deref() == Some(&*sp.path.display().to_string())
             },
         );
-        pv_rows.push(PvRow { path: sp.path.display().to_string(), label: Some(&sp.label), dev_size: sp.size, vg });
+        let damaged = vg.is_none() && (sp.mdas.iter().any(|(_, m)| matches!(m, MdaState::Bad(_))) || sp.label.in_use());
+        pv_rows.push(PvRow {
+            path: sp.path.display().to_string(),
+            label: Some(&sp.label),
+            dev_size: sp.size,
+            vg,
+            damaged,
+        });
     }
     for v in &infos {
         for (k, p) in v.vg.pvs.iter().enumerate() {
             if v.pv_paths[k].is_none() {
                 let dev_size = p.dev_size.unwrap_or(0) * 512;
-                pv_rows.push(PvRow { path: "[unknown]".into(), label: None, dev_size, vg: Some((v, p)) });
+                pv_rows.push(PvRow {
+                    path: "[unknown]".into(),
+                    label: None,
+                    dev_size,
+                    vg: Some((v, p)),
+                    damaged: false,
+                });
             }
         }
     }
-    let wanted: Vec<std::path::PathBuf> =
-        ctx.args.pos.iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.into())).collect();
     pv_rows.retain(|r| {
         wanted.is_empty() || wanted.contains(&std::fs::canonicalize(&r.path).unwrap_or_else(|_| r.path.clone().into()))
     });

@@ -77,6 +77,21 @@ fn unavailable() -> Option<String> {
     Some("lvm2 not installed (apt-get install lvm2)".into())
 }
 
+/// Whether lvtool can run here: it needs root, as lvm2 does. Otherwise the test prints that it
+/// skipped (under CI it fails instead, as the lvm2 tests do).
+pub fn as_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: lvtool needs root (as lvm2)");
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: not root (lvtool needs root, as lvm2)");
+    false
+}
+
 /// The lvm2 oracle, or None when it cannot run here and CI is unset (the test then prints that
 /// it skipped). Under CI a missing lvm2 fails the test.
 pub fn lvm2(test: &str) -> Option<Lvm> {
