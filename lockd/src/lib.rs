@@ -19,6 +19,8 @@ pub mod daemon;
 pub mod disk;
 pub mod dmio;
 pub mod fence;
+pub mod glctl;
+pub mod leasemap;
 pub mod locks;
 pub mod lockspace;
 pub mod protocol;

@@ -80,6 +80,7 @@ fn run(args: &[String]) -> Result<(), DirectError> {
         Some("direct") => {}
         Some("daemon") => return daemon(&args[1..]),
         Some("status") => return status(&args[1..]),
+        Some(c @ ("gl-enable" | "gl-disable")) => return lockd::glctl::cli(c, &args[1..]).map_err(DirectError::failed),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return Ok(());
