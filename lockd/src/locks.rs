@@ -327,6 +327,10 @@ impl Lockspace {
     /// Takes, converts or releases a lock for `conn` (or the host, `persistent`). For the VG
     /// lock, returns the version in its value block.
     pub fn lock(&self, conn: ConnId, r: &Resource, mode: Mode, persistent: bool) -> Result<Option<u32>, ErrorReply> {
+        if mode != Mode::Un {
+            // A failed or stopping lockspace answers as such before any metadata is read.
+            self.check_usable()?;
+        }
         let t = self.target(r)?;
         if let (Resource::Lv { uuid, offset, .. }, Some(_)) = (r, pmode(mode)) {
             // Releases are never refused: only new holds are checked against the metadata.

@@ -73,7 +73,8 @@ pub struct MetaLv<'a> {
 impl SharedDisk {
     pub fn new(tag: &str, vg: &str, slots: u64) -> SharedDisk {
         let size = (67 + slots) * MIB;
-        let file = Scratch::new(tag, PV_START + size + MIB);
+        // Room after the lease LV for the LVs of `commit` and for growing it.
+        let file = Scratch::new(tag, PV_START + size + 16 * MIB);
         let g = Geometry::DEFAULT_512;
         let t = timeouts();
         let disk = DeviceDisk::open(&file.path).unwrap();
@@ -174,12 +175,17 @@ impl SharedDisk {
 
     /// Writes a fresh paxos leader named `name` into LV slot `k` (as lvcreate or lvmlockd do).
     pub fn format_slot(&self, k: u64, name: &str) {
+        self.format_at(Self::slot(k), name)
+    }
+
+    /// Writes a fresh paxos leader named `name` at LV offset `o`.
+    pub fn format_at(&self, o: u64, name: &str) {
         let disk = DeviceDisk::open(&self.file.path).unwrap();
         let ls = Name::new(&format!("lvm_{}", self.vg)).unwrap();
         let a = ResourceArea {
             lockspace: ls,
             name: Name::new(name).unwrap(),
-            offset: PV_START + Self::slot(k),
+            offset: PV_START + o,
             geometry: Geometry::DEFAULT_512,
         };
         block_on(paxos_lease::init(&disk, &a, 0, false, timeouts())).unwrap();
