@@ -1,0 +1,184 @@
+//! The global lock and lease repair as lvtool users see them: lockd hosts (this test binary
+//! re-run as a daemon, as in lockd_hosts.rs) and lvtool with `--driverloaded n`, on shared files.
+#![allow(dead_code)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Scratch;
+
+const DAEMON_ENV: &str = "SANLVM_TEST_LOCKD_CONFIG";
+
+/// Not a test: the entry point of the lockd processes the tests start.
+#[test]
+fn lockd_daemon_entry() {
+    let Some(cfg) = std::env::var_os(DAEMON_ENV) else { return };
+    lockd::init_logging();
+    let cfg = lockd::config::Config::load(Some(Path::new(&cfg))).unwrap();
+    lockd::run_daemon(cfg, Arc::new(lockd::fence::NoDmFencer)).unwrap();
+}
+
+struct Host {
+    id: u64,
+    config: PathBuf,
+    run_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Host {
+    fn new(s: &Scratch, id: u64, devices: &[&Path]) -> Host {
+        let dir = s.dir.join(format!("host{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("lvmlocal.toml");
+        let run_dir = dir.join("run");
+        let devs: Vec<String> = devices.iter().map(|d| format!("{:?}", d.display().to_string())).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "host_id = {id}\nhost_name = \"node{id}\"\nio_timeout = 1\nwatchdog_fire_timeout = 3\n\
+                 use_watchdog = false\nrun_dir = \"{}\"\ndevices = [{}]\n",
+                run_dir.display(),
+                devs.join(", ")
+            ),
+        )
+        .unwrap();
+        Host { id, config, run_dir, log: dir.join("lockd.log"), child: None }
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::File::create(&self.log).unwrap();
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["lockd_daemon_entry", "--exact", "--nocapture", "--test-threads=1"])
+            .env(DAEMON_ENV, &self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let t0 = Instant::now();
+        while lockd::client::Client::connect(&self.run_dir).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(20), "lockd {} did not start", self.id);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn lvtool(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_lvtool"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--driverloaded")
+            .arg("n")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.lvtool(args);
+        assert!(
+            o.status.success(),
+            "host {}: lvtool {args:?}: {}\n{}{}",
+            self.id,
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Runs and asserts failure (exit 5) with `needle` in stderr; returns stderr.
+    fn fails(&self, needle: &str, args: &[&str]) -> String {
+        let o = self.lvtool(args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(5), "host {}: lvtool {args:?} should fail: {err}", self.id);
+        assert!(err.contains(needle), "host {}: lvtool {args:?}: {needle:?} not in {err}", self.id);
+        err
+    }
+
+    fn rows(&self, args: &[&str]) -> Vec<Vec<String>> {
+        let mut a = args.to_vec();
+        a.extend_from_slice(&["--noheadings", "--separator", "|"]);
+        self.ok(&a).lines().map(|l| l.trim().split('|').map(String::from).collect()).collect()
+    }
+}
+
+fn hosts(s: &Scratch, n: u64, disks: &[&Path]) -> Vec<Host> {
+    let mut hs: Vec<Host> = (1..=n).map(|i| Host::new(s, i, disks)).collect();
+    for h in &mut hs {
+        h.start();
+    }
+    hs
+}
+
+/// Item 10: the GL VG removed, the GL moves to another started shared VG; with none, changes
+/// that need the GL fail saying what to do; a host that has not started the VGs says so.
+#[test]
+fn global_lock_follows_vgremove_and_is_never_skipped() {
+    let s = Scratch::new("lockd-gl");
+    let d: Vec<PathBuf> = (0..4).map(|i| s.file(&format!("d{i}.img"), 300 << 20)).collect();
+    let p: Vec<&Path> = d.iter().map(|x| x.as_path()).collect();
+    let hs = hosts(&s, 3, &p);
+    let [h1, h2, h3] = [&hs[0], &hs[1], &hs[2]];
+    let out = h1.ok(&["vgcreate", "--shared", "g1", p[0].to_str().unwrap()]);
+    assert!(out.contains("Enabling sanlock global lock"), "{out}");
+    h1.ok(&["vgchange", "--lock-start", "g1"]);
+    h1.ok(&["vgcreate", "--shared", "g2", p[1].to_str().unwrap()]);
+    for h in [h1, h2] {
+        h.ok(&["vgchange", "--lock-start"]);
+    }
+    // Host 3 started nothing: a change needing the GL fails and names the shared VGs.
+    let e = h3.fails("not started here", &["pvcreate", p[2].to_str().unwrap()]);
+    assert!(e.contains("g1") && e.contains("g2"), "{e}");
+    // Host 2 stops g2 so that host 1 can remove it later; host 1 removes g1 (the GL VG).
+    h2.ok(&["vgchange", "--lock-stop", "g1"]);
+    let out = h1.ok(&["vgremove", "g1"]);
+    assert!(out.contains("Global lock moved from VG g1 to VG g2"), "{out}");
+    // Host 2 uses the GL in g2 now: a change that needs it works there.
+    h2.ok(&["pvcreate", p[2].to_str().unwrap()]);
+    // The last GL VG removed: a warning, and then changes that need the GL fail.
+    h2.ok(&["vgchange", "--lock-stop", "g2"]);
+    let o = h1.lvtool(&["vgremove", "g2"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("no global lock is enabled"), "{err}");
+    h1.ok(&["vgcreate", "--shared", "g3", p[3].to_str().unwrap()]);
+    h1.ok(&["vgchange", "--lock-start", "g3"]);
+}
+
+/// vgck --lock-repair frees an orphaned slot (an LV's lease left behind) and says so.
+#[test]
+fn vgck_lock_repair_frees_orphans() {
+    let s = Scratch::new("lockd-repair");
+    let disk = s.file("shared.img", 300 << 20);
+    let hs = hosts(&s, 1, &[&disk]);
+    let h = &hs[0];
+    h.ok(&["vgcreate", "--shared", "r1", disk.to_str().unwrap()]);
+    h.ok(&["vgchange", "--lock-start", "r1"]);
+    h.ok(&["lvcreate", "-an", "-L", "4M", "-n", "a", "r1"]);
+    let out = h.ok(&["vgck", "--lock-repair", "r1"]);
+    assert!(out.contains("no orphaned leases"), "{out}");
+    // An orphan: a slot named after an LV UUID no LV has.
+    let rows = h.rows(&["lvs", "-o", "lv_name,lock_args", "r1"]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let vg = lvtool::scan::Scan::devices(&[&disk]).read_vg("r1").unwrap();
+    let read = &vg;
+    let area = lvtool::lockarea::LockArea::new(
+        &read.vg,
+        &|_| Some(disk.clone()),
+        lease::ondisk::Geometry::DEFAULT_512,
+        lease::timeouts::Timeouts::new(1, 3).unwrap(),
+    )
+    .unwrap();
+    let slot = area.find_free("ghost").unwrap().unwrap();
+    let mut ghost = read.vg.lvs[0].clone();
+    ghost.id = lvtool::uuid::Uuid::generate().unwrap();
+    area.init_lv(slot, &ghost).unwrap();
+    let out = h.ok(&["vgck", "--lock-repair", "r1"]);
+    assert!(out.contains(&format!("freed orphaned lease of LV {} at offset {slot}", ghost.id)), "{out}");
+    assert_eq!(area.slot(slot).unwrap(), lvtool::lockarea::Slot::Named("#unused".into()));
+}
