@@ -337,6 +337,17 @@ impl Lockspace {
             self.check_lv_slot(uuid, *offset)?;
         }
         let v = self.lock_target(conn, &t, pmode(mode), persistent)?;
+        if let (Key::Vg, Some(version)) = (&t.key, v) {
+            // The VG lock's value block carries the seqno of the last commit any host
+            // announced: a newer one than our read means the cached map may be stale (the
+            // lock LV may have grown or moved), so it is read again now, under the VG lock.
+            let cached = self.leases.lock().unwrap().as_ref().map(|l| l.seqno);
+            if cached.is_some_and(|s| s != version) {
+                if let Err(e) = self.read_leases(None) {
+                    warn!("lockspace {}: re-reading the metadata after a change: {}", self.ls_name, e.message);
+                }
+            }
+        }
         if t.key == Key::Gl && mode != Mode::Un {
             // The GL may have been disabled (renamed) while we acquired it: then what we hold
             // is not the global lock. The acquire checked the name in its reads; this read

@@ -102,7 +102,7 @@ pub struct Lockspace {
     area: Mutex<(LeaseArea, Arc<LvDisk>)>,
     /// The last read of the VG's committed metadata (see `leasemap`); its `area` is the one
     /// in `area`. Changes only when the lock LV grows (under the VG lock in ex).
-    leases: Mutex<Option<Arc<VgLeases>>>,
+    pub(crate) leases: Mutex<Option<Arc<VgLeases>>>,
     open_disks: Mutex<HashMap<PathBuf, Arc<DeviceDisk>>>,
     pub(crate) sh: Mutex<Shared>,
     sh_cv: Condvar,

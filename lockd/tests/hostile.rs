@@ -348,3 +348,28 @@ fn repair_frees_only_unheld_orphans() {
     };
     assert_eq!(r.released, vec![live.clone()]);
 }
+
+/// The cached metadata is not trusted past a commit another command announced: after the VG
+/// lock shows a newer seqno, an LV lock at the slot the old metadata gave is refused.
+#[test]
+fn announced_commit_refreshes_the_cached_map() {
+    let d = SharedDisk::new("seqno", "vg1", 2);
+    let u = lvm_uuid("seqno-u");
+    d.format_slot(0, &u);
+    d.commit(2, 69, &[MetaLv { name: "u", uuid: &u, offset: SharedDisk::slot(0) }]);
+    let h = host("seqno", 1, &[&d]);
+    start_all(&[&h], &d);
+    // A (contrived) change elsewhere: u's lease now at slot 1, announced as seqno 3.
+    d.format_slot(1, &u);
+    d.commit(3, 69, &[MetaLv { name: "u", uuid: &u, offset: SharedDisk::slot(1) }]);
+    let mut c = h.client();
+    call_on(&mut c, &lock("vg1", Resource::Vg, Mode::Ex, false)).unwrap();
+    call_on(&mut c, &Request::VgUpdate { vg: "vg1".into(), version: 3 }).unwrap();
+    call_on(&mut c, &lock("vg1", Resource::Vg, Mode::Un, false)).unwrap();
+    let r = call_on(&mut c, &lock("vg1", Resource::Vg, Mode::Sh, false)).unwrap();
+    assert_eq!(r, Response::Locked { vg_version: Some(3) });
+    let e = h.call(&lock("vg1", lv_at(&u, SharedDisk::slot(0)), Mode::Ex, true)).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Refused, "{e:?}");
+    h.call(&lock("vg1", lv_at(&u, SharedDisk::slot(1)), Mode::Ex, true)).unwrap();
+    assert_eq!(leader(&d, SharedDisk::slot(0)).timestamp, 0);
+}

@@ -181,4 +181,10 @@ fn vgck_lock_repair_frees_orphans() {
     let out = h.ok(&["vgck", "--lock-repair", "r1"]);
     assert!(out.contains(&format!("freed orphaned lease of LV {} at offset {slot}", ghost.id)), "{out}");
     assert_eq!(area.slot(slot).unwrap(), lvtool::lockarea::Slot::Named("#unused".into()));
+    // A zeroed slot is never the free one lvtool's own fallback picks.
+    use std::os::unix::fs::FileExt;
+    let (_, at) = area.locate(slot).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&disk).unwrap().write_all_at(&[0u8; 512], at).unwrap();
+    let e = area.find_free("other").unwrap_err().to_string();
+    assert!(e.contains(&slot.to_string()), "{e}");
 }
