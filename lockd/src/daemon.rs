@@ -132,16 +132,12 @@ impl Daemon {
                 Some(ls) => ls,
                 None => return Ok(Response::Locked { vg_version: None }),
             },
-            Resource::Gl => crate::glctl::select(self)?,
+            Resource::Gl => return crate::glctl::acquire(self, conn, mode),
+            // A release is never refused over a stale hint: the hold must be able to end.
+            _ if mode == Mode::Un => self.get(vg)?,
             _ => self.with_area(vg, area)?,
         };
         let vg_version = ls.lock(conn, resource, mode, persistent)?;
-        if *resource == Resource::Gl && mode != Mode::Un {
-            if let Err(e) = crate::glctl::confirm(self, &ls) {
-                let _ = ls.lock(conn, resource, Mode::Un, false);
-                return Err(e);
-            }
-        }
         Ok(Response::Locked { vg_version })
     }
 

@@ -33,7 +33,7 @@ use crate::daemon::Daemon;
 use crate::leasemap;
 use crate::locks::{ConnId, GL_LOCK_BEGIN, R_NAME_GL, R_NAME_GL_DISABLED};
 use crate::lockspace::{err, Lockspace};
-use crate::protocol::{ErrorCode, ErrorReply, Response};
+use crate::protocol::{ErrorCode, ErrorReply, Mode, Resource, Response};
 
 /// The one started VG whose GL slot is enabled (rule 1).
 pub fn select(d: &Daemon) -> Result<Arc<Lockspace>, ErrorReply> {
@@ -98,8 +98,39 @@ fn no_gl(d: &Daemon, started: &[Arc<Lockspace>]) -> ErrorReply {
     err(ErrorCode::NoGlobalLock, msg)
 }
 
+/// Takes the global lock for `conn` (rules 1 and 2). A GL that moved while we acquired it
+/// (its slot renamed under a concurrent gl-enable) is looked up again, a few times.
+pub fn acquire(d: &Daemon, conn: ConnId, mode: Mode) -> Result<Response, ErrorReply> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let ls = select(d)?;
+        match ls.lock(conn, &Resource::Gl, mode, false) {
+            Ok(_) => {}
+            Err(e) => {
+                // The slot no longer says GLLK: the lock moved; anything else is the answer.
+                let moved = ls.gl_slot_name().is_ok_and(|n| n != R_NAME_GL);
+                if moved && tries < 3 {
+                    continue;
+                }
+                return Err(e);
+            }
+        }
+        match confirm(d, &ls) {
+            Ok(()) => return Ok(Response::Locked { vg_version: None }),
+            Err(e) => {
+                let _ = ls.lock(conn, &Resource::Gl, Mode::Un, false);
+                if e.code == ErrorCode::NoGlobalLock && tries < 3 {
+                    continue;
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
 /// After a GL acquire in `ls`: still the one enabled GL (rule 2).
-pub fn confirm(d: &Daemon, ls: &Lockspace) -> Result<(), ErrorReply> {
+fn confirm(d: &Daemon, ls: &Lockspace) -> Result<(), ErrorReply> {
     let now = select(d)?;
     if now.vg != ls.vg {
         return Err(err(
