@@ -14,6 +14,7 @@ const USAGE: &str = "\
 Usage:
 lockd daemon [--config PATH]     the lock daemon, in the foreground (systemd Type=notify)
 lockd status [--config PATH] [--json]
+lockd gl-enable|gl-disable [--config PATH] VG   move the global lock (lvmlockctl --gl-enable)
 lockd direct <action> [options]
 
   --config PATH  lvmlocal.toml (default /etc/lvmlocal.toml)

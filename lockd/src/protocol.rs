@@ -368,6 +368,19 @@ mod tests {
     }
 
     #[test]
+    fn new_requests_on_the_wire() {
+        let r: Request = serde_json::from_str(r#"{"op":"gl_enable","vg":"vg1"}"#).unwrap();
+        assert_eq!(r, Request::GlEnable { vg: "vg1".into() });
+        let r: Request = serde_json::from_str(r#"{"op":"repair","vg":"vg1"}"#).unwrap();
+        assert_eq!(r, Request::Repair { vg: "vg1".into(), keep: vec![] });
+        let text =
+            serde_json::to_string(&Response::Gl { enabled: Some("a".into()), disabled: vec!["b".into()] }).unwrap();
+        assert_eq!(text, r#"{"reply":"gl","enabled":"a","disabled":["b"]}"#);
+        let e = Response::error(ErrorCode::DuplicateGlobalLock, "x");
+        assert!(serde_json::to_string(&e).unwrap().contains("duplicate_global_lock"));
+    }
+
+    #[test]
     fn holder_reads_like_lvmlockd_messages() {
         let h = Holder {
             host_id: 2,
