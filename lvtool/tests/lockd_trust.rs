@@ -135,6 +135,10 @@ fn global_lock_follows_vgremove_and_is_never_skipped() {
     // Host 3 started nothing: a change needing the GL fails and names the shared VGs.
     let e = h3.fails("not started here", &["pvcreate", p[2].to_str().unwrap()]);
     assert!(e.contains("g1") && e.contains("g2"), "{e}");
+    // A report only warns (lvm2's "Skipping global lock").
+    let o = h3.lvtool(&["vgs"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("Skipping global lock"), "{err}");
     // Host 2 stops g2 so that host 1 can remove it later; host 1 removes g1 (the GL VG).
     h2.ok(&["vgchange", "--lock-stop", "g1"]);
     let out = h1.ok(&["vgremove", "g1"]);
