@@ -91,7 +91,21 @@ pub fn move_gl_away(ctx: &mut Ctx, name: &str) {
     }
     let Ok(mut c) = lockd_client(ctx) else { return };
     let Ok(Response::Status(s)) = c.call(&Request::Status) else { return };
-    if !s.lockspaces.iter().any(|l| l.vg == name && l.gl_enabled) {
+    if !s.lockspaces.iter().any(|l| l.vg == name) {
+        return;
+    }
+    // Whether its GL slot says GLLK now, from the disk (lockd's flag is its last read).
+    let on_disk = ctx.session.scan().read_vg(name).ok().and_then(|read| {
+        let vg = read.vg.clone();
+        let area = ctx.session.lock_area(&read, &vg, None).ok()?;
+        area.gl_name().ok()
+    });
+    let enabled = match on_disk {
+        Some(crate::lockarea::Slot::Named(n)) => n == crate::lockarea::R_NAME_GL,
+        Some(crate::lockarea::Slot::Unformatted) => false,
+        None => s.lockspaces.iter().any(|l| l.vg == name && l.gl_enabled),
+    };
+    if !enabled {
         return;
     }
     let mut others: Vec<&str> =
