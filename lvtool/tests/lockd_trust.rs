@@ -185,6 +185,19 @@ fn vgck_lock_repair_frees_orphans() {
     let out = h.ok(&["vgck", "--lock-repair", "r1"]);
     assert!(out.contains(&format!("freed orphaned lease of LV {} at offset {slot}", ghost.id)), "{out}");
     assert_eq!(area.slot(slot).unwrap(), lvtool::lockarea::Slot::Named("#unused".into()));
+    // A slot an LV's lock_args name is never handed out, even when it says #unused.
+    let vg = lvtool::scan::Scan::devices(&[&disk]).read_vg("r1").unwrap().vg;
+    let a_slot = lvtool::lockarea::parse_lv_lock_args(vg.lv("a").unwrap().lock_args.as_deref().unwrap()).unwrap();
+    let named = lvtool::lockarea::LockArea::new(
+        &vg,
+        &|_| Some(disk.clone()),
+        lease::ondisk::Geometry::DEFAULT_512,
+        lease::timeouts::Timeouts::new(1, 3).unwrap(),
+    )
+    .unwrap();
+    named.free_lv(a_slot).unwrap();
+    assert_ne!(named.find_free("other").unwrap(), Some(a_slot));
+    named.init_lv(a_slot, vg.lv("a").unwrap()).unwrap();
     // A zeroed slot is never the free one lvtool's own fallback picks.
     use std::os::unix::fs::FileExt;
     let (_, at) = area.locate(slot).unwrap();
