@@ -55,7 +55,9 @@ pub enum Request {
         version: u32,
     },
     /// Joins lockspace `lvm_<vg>` (acquires our delta lease, renews it every 2N). Answers when
-    /// the lockspace is usable; `Started { already: true }` when it was started before.
+    /// the lockspace is usable; `Started { already: true }` when it was started before. lockd
+    /// reads the VG (by name and UUID) from the devices of its lvmlocal.toml; `area` must equal
+    /// the lease map it computes (refused with `BadRequest` otherwise).
     LockStart {
         vg: String,
         vg_uuid: String,
@@ -67,8 +69,11 @@ pub enum Request {
         vg: String,
         force: bool,
     },
-    /// Takes, converts or releases a lock. GL: `vg` may be empty (lockd picks the started VG
-    /// with the enabled global lock).
+    /// Takes, converts or releases a lock. GL: `vg` is ignored (lockd picks the one started VG
+    /// whose GL is enabled; none or several: `NoGlobalLock` / `DuplicateGlobalLock`). LV: the
+    /// offset must be the one the LV's `lock_args` name in the committed metadata (an LV not
+    /// committed yet: a slot no committed LV names, whose leader names the LV), else
+    /// `Refused`. `area`: an optional hint, checked, never used (not checked on release).
     Lock {
         vg: String,
         resource: Resource,
@@ -76,13 +81,18 @@ pub enum Request {
         persistent: bool,
         area: Option<LeaseArea>,
     },
-    /// Needs the VG lock in ex: names a free LV slot after `lv_uuid`; answers `LvLease`.
+    /// Needs the VG lock in ex: names a free LV slot after `lv_uuid`; answers `LvLease`. Free:
+    /// a verified `#unused` leader nobody live holds, named by no committed LV's `lock_args`;
+    /// a slot that does not verify is a `Corrupt` error naming its offset.
     InitLv {
         vg: String,
         lv_uuid: String,
         area: Option<LeaseArea>,
     },
     /// Needs the VG lock in ex: drops our holds of the LV's lease and marks its slot `#unused`.
+    /// Only after the commit that removed the LV (an LV still in the committed metadata, or a
+    /// slot another LV names, is `Refused`), only a slot whose leader names `lv_uuid`, and only
+    /// once lockd holds it in ex (a live holder elsewhere: `Conflict`).
     FreeLv {
         vg: String,
         lv_uuid: String,
