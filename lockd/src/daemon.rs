@@ -208,6 +208,7 @@ impl Daemon {
         self.started.notify_all();
         drop(map);
         let generation = r?;
+        crate::glctl::after_start(self);
         Ok(Response::Started { already: false, host_id: self.env.host.host_id, generation })
     }
 

@@ -129,6 +129,16 @@ pub fn acquire(d: &Daemon, conn: ConnId, mode: Mode) -> Result<Response, ErrorRe
     }
 }
 
+/// After a lock-start: a duplicate global lock among the started VGs is logged at once (GL
+/// requests are refused until one is disabled).
+pub fn after_start(d: &Daemon) {
+    if let Err(e) = select(d) {
+        if e.code == ErrorCode::DuplicateGlobalLock {
+            tracing::warn!("{}", e.message);
+        }
+    }
+}
+
 /// After a GL acquire in `ls`: still the one enabled GL (rule 2).
 fn confirm(d: &Daemon, ls: &Lockspace) -> Result<(), ErrorReply> {
     let now = select(d)?;
