@@ -43,6 +43,7 @@ impl Daemon {
             kill_command: cfg.kill_command.clone(),
             state,
             boot_id: boot,
+            devices: cfg.devices.clone(),
         };
         Ok(Daemon {
             cfg,
@@ -66,16 +67,10 @@ impl Daemon {
             .ok_or_else(|| err(ErrorCode::NoLockspace, format!("VG {vg} lockspace is not started on this host")))
     }
 
-    /// The lockspace holding the enabled global lock: `vg` if it has it, else the first one.
-    fn gl_lockspace(&self, vg: &str) -> Result<Arc<Lockspace>, ErrorReply> {
+    /// The running lockspaces, sorted by VG name.
+    pub fn running(&self) -> Vec<Arc<Lockspace>> {
         let map = self.lockspaces.lock().unwrap();
-        if let Some(ls) = map.get(vg).filter(|l| l.gl_enabled) {
-            return Ok(ls.clone());
-        }
-        map.values()
-            .find(|l| l.gl_enabled && l.phase() == Phase::Running)
-            .cloned()
-            .ok_or_else(|| err(ErrorCode::NoLockspace, "no started VG holds the global lock"))
+        map.values().filter(|l| l.phase() == Phase::Running).cloned().collect()
     }
 
     pub fn handle(&self, conn: ConnId, req: Request) -> Response {
@@ -105,6 +100,9 @@ impl Daemon {
                 Ok(Response::Ok)
             }),
             Request::Status => Ok(Response::Status(self.status())),
+            Request::GlEnable { vg } => crate::glctl::change(self, conn, &vg, true),
+            Request::GlDisable { vg } => crate::glctl::change(self, conn, &vg, false),
+            Request::Repair { vg, keep } => self.get(&vg).and_then(|ls| ls.repair(conn, &keep)).map(Response::Repaired),
         };
         r.unwrap_or_else(Response::Error)
     }
@@ -112,7 +110,7 @@ impl Daemon {
     fn with_area(&self, vg: &str, area: Option<&LeaseArea>) -> Result<Arc<Lockspace>, ErrorReply> {
         let ls = self.get(vg)?;
         if let Some(a) = area {
-            ls.update_area(a)?;
+            ls.check_hint(a)?;
         }
         Ok(ls)
     }
@@ -130,11 +128,23 @@ impl Daemon {
             return Err(err(ErrorCode::BadRequest, "only LV locks can be persistent"));
         }
         let ls = match resource {
-            Resource::Gl => self.gl_lockspace(vg)?,
+            Resource::Gl if mode == Mode::Un => match self.gl_held_by(conn) {
+                Some(ls) => ls,
+                None => return Ok(Response::Locked { vg_version: None }),
+            },
+            Resource::Gl => return crate::glctl::acquire(self, conn, mode),
+            // A release is never refused over a stale hint: the hold must be able to end.
+            _ if mode == Mode::Un => self.get(vg)?,
             _ => self.with_area(vg, area)?,
         };
         let vg_version = ls.lock(conn, resource, mode, persistent)?;
         Ok(Response::Locked { vg_version })
+    }
+
+    /// The lockspace in which `conn` holds the GL (an unlock goes there, wherever the GL is now).
+    fn gl_held_by(&self, conn: ConnId) -> Option<Arc<Lockspace>> {
+        let all: Vec<Arc<Lockspace>> = self.lockspaces.lock().unwrap().values().cloned().collect();
+        all.into_iter().find(|l| l.holds(conn, &crate::locks::Key::Gl))
     }
 
     fn lock_start(&self, vg: &str, vg_uuid: &str, area: LeaseArea) -> Result<Response, ErrorReply> {
@@ -165,7 +175,22 @@ impl Daemon {
                 }
             }
         }
+        // The map comes from lockd's own read of the metadata; the request's is only checked.
+        crate::lockspace::geometry_of(&area)?;
+        let devices = if self.cfg.devices.is_empty() {
+            area.pieces.iter().map(|p| p.pv_path.clone()).collect()
+        } else {
+            self.cfg.devices.clone()
+        };
+        let leases = crate::leasemap::read(&devices, vg, vg_uuid, self.env.timeouts)?;
+        if leases.area != area {
+            return Err(err(
+                ErrorCode::BadRequest,
+                format!("VG {vg}: the lease area in the request is not the lvmlock LV of the committed metadata"),
+            ));
+        }
         let ls = Arc::new(Lockspace::new(self.env.clone(), vg, vg_uuid, area)?);
+        ls.set_leases(leases);
         {
             let mut map = self.lockspaces.lock().unwrap();
             if map.contains_key(vg) {
@@ -183,6 +208,7 @@ impl Daemon {
         self.started.notify_all();
         drop(map);
         let generation = r?;
+        crate::glctl::after_start(self);
         Ok(Response::Started { already: false, host_id: self.env.host.host_id, generation })
     }
 

@@ -5,7 +5,9 @@
 //! - [`server`]: the root-only unix socket; [`client`]: the blocking client lvtool uses.
 //! - [`daemon`]: started lockspaces and request dispatch.
 //! - [`lockspace`]: one per started VG: delta lease, renewal thread, failure handling.
-//! - [`locks`]: GL/VG/LV locks as paxos leases, local holders, conflicts.
+//! - [`locks`]: GL/VG/LV locks as paxos leases, local holders, conflicts; which LV slot is free.
+//! - [`leasemap`]: where a VG's leases are, from lockd's own read of the committed metadata.
+//! - [`glctl`]: which started VG holds "the" global lock; gl-enable/gl-disable.
 //! - [`state`]: what a restarted lockd needs to resume the same delta lease generation.
 //! - [`watchdog`]: wdmd clients; [`fence`]: what happens to a failed VG's LVs.
 //! - [`disk`]: the lease LV mapped onto its PVs.
@@ -19,6 +21,8 @@ pub mod daemon;
 pub mod disk;
 pub mod dmio;
 pub mod fence;
+pub mod glctl;
+pub mod leasemap;
 pub mod locks;
 pub mod lockspace;
 pub mod protocol;

@@ -20,7 +20,7 @@ use lease::clock::{Clock, SystemClock};
 use lease::delta_lease::ProtocolFaults;
 use lease::diskio::{block_on, Disk};
 use lease::host_status::HostStatusTable;
-use lease::ondisk::{LeaderRecord, LeaseKind, Name, PaxosDblock, RecordError};
+use lease::ondisk::{LeaderRecord, LeaseKind, Name, PaxosDblock};
 use lease::paxos_lease::{self, AcquireOptions, HeldResource, Mode as PMode, PaxosCtx, ResourceArea};
 use lease::timeouts::BALLOT_BACKOFF_MAX;
 use lease::LeaseError;
@@ -29,7 +29,7 @@ use tracing::{error, info, warn};
 use crate::disk::LvDisk;
 use crate::fence::FencedLv;
 use crate::lockspace::{err, lease_err, Lockspace, Phase};
-use crate::protocol::{ErrorCode, ErrorReply, LockInfo, Mode, Resource};
+use crate::protocol::{ErrorCode, ErrorReply, LockInfo, Mode, RepairReport, Resource};
 use crate::state::{hex, unhex, SavedHeld, SavedLock};
 use crate::util::{mono, mono_ms};
 
@@ -39,6 +39,7 @@ pub const LV_LOCK_BEGIN: u64 = 67;
 pub const R_NAME_GL: &str = "GLLK";
 pub const R_NAME_VG: &str = "VGLK";
 pub const R_NAME_UNUSED: &str = "#unused";
+pub const R_NAME_GL_DISABLED: &str = "_GLLK_disabled";
 /// lvmlockd's `struct val_blk` version.
 pub const VAL_BLK_VERSION: u16 = 0x0101;
 
@@ -154,20 +155,26 @@ impl Lockspace {
     fn target(&self, r: &Resource) -> Result<Target, ErrorReply> {
         let a = self.geometry.area_bytes();
         let (key, offset, name, lv_name) = match r {
-            Resource::Gl => {
-                if !self.gl_enabled {
-                    return Err(err(ErrorCode::NoLockspace, format!("VG {} does not hold the global lock", self.vg)));
-                }
-                (Key::Gl, GL_LOCK_BEGIN * a, R_NAME_GL.to_string(), None)
-            }
+            // Which VG's GL is "the" global lock is decided by the caller (`glctl`); the paxos
+            // acquire refuses the slot unless its leader is still named GLLK.
+            Resource::Gl => (Key::Gl, GL_LOCK_BEGIN * a, R_NAME_GL.to_string(), None),
             Resource::Vg => (Key::Vg, VG_LOCK_BEGIN * a, R_NAME_VG.to_string(), None),
             Resource::Lv { uuid, offset, name } => {
-                let size = self.lease_area().size();
-                if *offset < LV_LOCK_BEGIN * a || offset % a != 0 || offset + a > size {
-                    return Err(err(
+                check_lv_name(uuid)?;
+                let bad = || {
+                    err(
                         ErrorCode::BadRequest,
                         format!("LV {}/{name}: lease offset {offset} is not an LV slot of the lease LV", self.vg),
-                    ));
+                    )
+                };
+                // Never the lockspace, GLLK or VGLK, never between two slots.
+                if *offset < LV_LOCK_BEGIN * a || offset % a != 0 {
+                    return Err(bad());
+                }
+                // Beyond our map: the lock LV may have grown; the metadata decides.
+                self.ensure_covers(*offset)?;
+                if offset.checked_add(a).is_none_or(|e| e > self.lease_area().size()) {
+                    return Err(bad());
                 }
                 (Key::Lv(uuid.clone()), *offset, uuid.clone(), Some(name.clone()).filter(|n| !n.is_empty()))
             }
@@ -178,6 +185,42 @@ impl Lockspace {
             area: ResourceArea { lockspace: self.ls_name, name, offset, geometry: self.geometry },
             lv_name,
         })
+    }
+
+    /// An LV lock may only be taken at the slot the committed metadata gives that LV: a
+    /// client naming another slot would hold (and later free) another LV's lease. An LV not
+    /// in the metadata yet (lvcreate names its slot with `init_lv` before the commit) may
+    /// use a slot no committed LV names; the paxos acquire then insists that the slot's
+    /// leader carries this LV's UUID, which only `init_lv` writes. The cached read serves
+    /// the common case (activating many LVs reads the metadata once); anything else is
+    /// decided by a fresh read.
+    fn check_lv_slot(&self, uuid: &str, offset: u64) -> Result<(), ErrorReply> {
+        if self.leases()?.lvs.get(uuid).is_some_and(|(_, o)| *o == Some(offset)) {
+            return Ok(());
+        }
+        let fresh = self.read_leases(None)?;
+        match fresh.lvs.get(uuid) {
+            Some((_, Some(o))) if *o == offset => Ok(()),
+            Some((name, o)) => Err(err(
+                ErrorCode::Refused,
+                format!(
+                    "LV {}/{name}: its lease in the committed metadata is {}, not offset {offset}; refused",
+                    self.vg,
+                    o.map_or("missing (no lock_args)".to_string(), |o| format!("at offset {o}"))
+                ),
+            )),
+            None => match fresh.slot_owner_other_than(offset, uuid) {
+                Some(other) => Err(err(
+                    ErrorCode::Refused,
+                    format!(
+                        "VG {}: the lease at offset {offset} belongs to LV {} ({other}), not {uuid}; refused",
+                        self.vg,
+                        fresh.lvs.get(other).map_or("?", |(n, _)| n.as_str())
+                    ),
+                )),
+                None => Ok(()),
+            },
+        }
     }
 
     /// How a resource is called in messages.
@@ -284,8 +327,60 @@ impl Lockspace {
     /// Takes, converts or releases a lock for `conn` (or the host, `persistent`). For the VG
     /// lock, returns the version in its value block.
     pub fn lock(&self, conn: ConnId, r: &Resource, mode: Mode, persistent: bool) -> Result<Option<u32>, ErrorReply> {
+        if mode != Mode::Un {
+            // A failed or stopping lockspace answers as such before any metadata is read.
+            self.check_usable()?;
+        }
         let t = self.target(r)?;
-        self.lock_target(conn, &t, pmode(mode), persistent)
+        if let (Resource::Lv { uuid, offset, .. }, Some(_)) = (r, pmode(mode)) {
+            // Releases are never refused: only new holds are checked against the metadata.
+            self.check_lv_slot(uuid, *offset)?;
+        }
+        let v = self.lock_target(conn, &t, pmode(mode), persistent)?;
+        if let (Key::Vg, Some(version)) = (&t.key, v) {
+            // The VG lock's value block carries the seqno of the last commit any host
+            // announced: a newer one than our read means the cached map may be stale (the
+            // lock LV may have grown or moved), so it is read again now, under the VG lock.
+            let cached = self.leases.lock().unwrap().as_ref().map(|l| l.seqno);
+            if cached.is_some_and(|s| s != version) {
+                if let Err(e) = self.read_leases(None) {
+                    warn!("lockspace {}: re-reading the metadata after a change: {}", self.ls_name, e.message);
+                }
+            }
+        }
+        if t.key == Key::Gl && mode != Mode::Un {
+            // The GL may have been disabled (renamed) while we acquired it: then what we hold
+            // is not the global lock. The acquire checked the name in its reads; this read
+            // after it covers a rename that completed in between.
+            if let Err(e) = self.verify_gl_name() {
+                let _ = self.lock_target(conn, &t, None, persistent);
+                return Err(e);
+            }
+        }
+        Ok(v)
+    }
+
+    /// The GL slot still says GLLK.
+    fn verify_gl_name(&self) -> Result<(), ErrorReply> {
+        match self.gl_slot_name()? {
+            n if n == R_NAME_GL => Ok(()),
+            n => Err(err(
+                ErrorCode::NoGlobalLock,
+                format!("the global lock in VG {} was disabled meanwhile (slot now {n:?}); retry", self.vg),
+            )),
+        }
+    }
+
+    /// The resource name in this VG's GL slot (`GLLK` or `_GLLK_disabled`), read now.
+    pub fn gl_slot_name(&self) -> Result<String, ErrorReply> {
+        let at = GL_LOCK_BEGIN * self.geometry.area_bytes();
+        let buf = block_on(self.disk().read(at, self.geometry.sector_bytes(), self.env.timeouts.io()))
+            .map_err(|e| err(ErrorCode::Io, format!("VG {}: read the GL slot: {e}", self.vg)))?;
+        let l = LeaderRecord::verify_any_name(&buf, LeaseKind::Paxos)
+            .map_err(|e| err(ErrorCode::Corrupt, format!("VG {}: GL slot at offset {at}: {e}", self.vg)))?;
+        let n = l.resource_name.as_str_lossy();
+        self.set_gl_enabled(n == R_NAME_GL);
+        Ok(n)
     }
 
     fn lock_target(
@@ -475,21 +570,53 @@ impl Lockspace {
         }
     }
 
-    /// lvmlockd's find_free_lock + init_lv: names the first free LV slot after `lv_uuid`.
+    /// Whether the holder recorded in leader `l` is gone: never held (timestamp 0), its host
+    /// free or dead by the host_dead rule in our table, or this host with no local holder.
+    fn owner_gone(&self, l: &LeaderRecord, key: &Key) -> bool {
+        if l.timestamp == 0 {
+            return true;
+        }
+        if l.owner_id == self.env.host.host_id {
+            let tb = self.table.lock().unwrap();
+            return tb.res.get(key).is_none_or(|r| r.conns.is_empty() && r.persistent.is_none() && !r.busy);
+        }
+        self.shared().hosts.holder_dead(l.owner_id, l.owner_generation, mono())
+    }
+
+    /// lvmlockd's find_free_lock + init_lv: names a free LV slot after `lv_uuid`.
+    ///
+    /// A slot is free only when its leader verifies and is named `#unused`, nobody live holds
+    /// it, and no LV of the committed metadata names it in its `lock_args` (a slot zeroed or
+    /// freed by mistake still belongs to that LV). A slot that does not verify is an error
+    /// naming its offset, never free. The metadata is read afresh: the caller holds the VG
+    /// lock in ex, so it cannot change under us, and the lock LV may have grown.
     pub fn init_lv(&self, conn: ConnId, lv_uuid: &str) -> Result<u64, ErrorReply> {
         self.check_usable()?;
         self.require_vg_ex(conn, "init_lv")?;
+        check_lv_name(lv_uuid)?;
         let name = Name::new(lv_uuid).map_err(|e| err(ErrorCode::BadRequest, format!("LV uuid: {e}")))?;
+        let meta = self.read_leases(None)?;
+        if let Some((n, Some(o))) = meta.lvs.get(lv_uuid) {
+            return Err(err(
+                ErrorCode::Refused,
+                format!("VG {}: LV {n} ({lv_uuid}) already has its lease at offset {o}", self.vg),
+            ));
+        }
         let a = self.geometry.area_bytes();
         let size = self.lease_area().size();
         let disk = self.disk();
         let t = self.env.timeouts;
+        let key = Key::Lv(lv_uuid.to_string());
         let mut offset = LV_LOCK_BEGIN * a;
         while offset + a <= size {
+            if meta.slots.contains_key(&offset) {
+                offset += a;
+                continue;
+            }
             let buf = block_on(disk.read(offset, self.geometry.sector_bytes(), t.io()))
                 .map_err(|e| err(ErrorCode::Io, format!("VG {}: read LV slot at {offset}: {e}", self.vg)))?;
             let free = match LeaderRecord::verify_any_name(&buf, LeaseKind::Paxos) {
-                Ok(l) if l.resource_name.as_str_lossy() == R_NAME_UNUSED => true,
+                Ok(l) if l.resource_name.as_str_lossy() == R_NAME_UNUSED => self.owner_gone(&l, &key),
                 Ok(l) if l.resource_name == name => {
                     return Err(err(
                         ErrorCode::Refused,
@@ -497,8 +624,16 @@ impl Lockspace {
                     ))
                 }
                 Ok(_) => false,
-                Err(RecordError::Magic { .. }) | Err(RecordError::Cleared) => true,
-                Err(e) => return Err(err(ErrorCode::Corrupt, format!("VG {}: LV slot at {offset}: {e}", self.vg))),
+                Err(e) => {
+                    return Err(err(
+                        ErrorCode::Corrupt,
+                        format!(
+                            "VG {}: LV slot at offset {offset} does not verify ({e}); it is not free \
+                             (`lvtool vgck --lock-repair {}` lists it)",
+                            self.vg, self.vg
+                        ),
+                    ))
+                }
             };
             if free {
                 let area = ResourceArea { lockspace: self.ls_name, name, offset, geometry: self.geometry };
@@ -513,9 +648,33 @@ impl Lockspace {
     }
 
     /// lvmlockd's free_lv: our holds of the lease end, its slot becomes `#unused`.
+    ///
+    /// lvremove frees after the commit that removes the LV, so the rule is: the LV must no
+    /// longer be in the committed metadata, and no committed LV may name the slot. The slot's
+    /// leader must name this LV. Then the lease is taken in ex for the command: the paxos
+    /// acquire is what proves no live host holds it (an owner is taken over only when free
+    /// or dead by host_dead), and holding it keeps others out until `#unused` is written.
     pub fn free_lv(&self, conn: ConnId, lv_uuid: &str, offset: u64) -> Result<(), ErrorReply> {
         self.check_usable()?;
         self.require_vg_ex(conn, "free_lv")?;
+        check_lv_name(lv_uuid)?;
+        let meta = self.read_leases(None)?;
+        if let Some((n, _)) = meta.lvs.get(lv_uuid) {
+            return Err(err(
+                ErrorCode::Refused,
+                format!(
+                    "VG {}: LV {n} ({lv_uuid}) is still in the committed metadata; its lease is freed only \
+                     after the commit that removes it",
+                    self.vg
+                ),
+            ));
+        }
+        if let Some(other) = meta.slot_owner_other_than(offset, lv_uuid) {
+            return Err(err(
+                ErrorCode::Refused,
+                format!("VG {}: the lease at offset {offset} belongs to LV {other}; not freed", self.vg),
+            ));
+        }
         let t = self.target(&Resource::Lv { uuid: lv_uuid.into(), offset, name: String::new() })?;
         let holders: Vec<ConnId> = {
             let tb = self.table.lock().unwrap();
@@ -529,13 +688,16 @@ impl Lockspace {
                         ),
                     ))
                 }
-                Some(r) => r.conns.keys().copied().collect(),
+                Some(r) if r.offset != offset => {
+                    return Err(err(
+                        ErrorCode::Refused,
+                        format!("LV {lv_uuid}: held here at offset {}, not {offset}", r.offset),
+                    ))
+                }
+                Some(r) => r.conns.keys().copied().filter(|c| *c != conn).collect(),
                 None => vec![],
             }
         };
-        for c in holders {
-            self.lock_target(c, &t, None, false)?;
-        }
         let disk = self.disk();
         let timeouts = self.env.timeouts;
         let buf = block_on(disk.read(offset, self.geometry.sector_bytes(), timeouts.io()))
@@ -549,13 +711,39 @@ impl Lockspace {
                     format!("VG {}: slot at {offset} holds {}, not LV {lv_uuid}", self.vg, l.resource_name),
                 ))
             }
-            Err(e) => return Err(err(ErrorCode::Corrupt, format!("VG {}: LV slot at {offset}: {e}", self.vg))),
+            Err(e) => {
+                return Err(err(
+                    ErrorCode::Corrupt,
+                    format!("VG {}: LV slot at offset {offset} does not verify: {e}", self.vg),
+                ))
+            }
         }
+        for c in holders {
+            self.lock_target(c, &t, None, false)?;
+        }
+        self.lock_target(conn, &t, Some(PMode::Exclusive), false)?;
         let unused = ResourceArea { name: Name::new(R_NAME_UNUSED).expect("valid"), ..t.area };
-        block_on(paxos_lease::init(&*disk, &unused, 0, false, timeouts))
-            .map_err(|e| lease_err(&format!("VG {}: free LV lease at {offset}", self.vg), &e))?;
+        let r = block_on(paxos_lease::init(&*disk, &unused, 0, false, timeouts));
+        if let Err(e) = r {
+            // Maybe written: our hold stays recorded; a retry or lock-stop sorts it out.
+            return Err(lease_err(&format!("VG {}: free LV lease at {offset}", self.vg), &e));
+        }
+        // The slot is `#unused` now: our hold of the LV's lease went with its leader.
+        self.forget(&t.key, offset);
         info!("lockspace {}: LV lease {lv_uuid} at {offset} freed", self.ls_name);
         Ok(())
+    }
+
+    /// Drops a table entry whose lease was rewritten by us (nothing left to release).
+    pub(crate) fn forget(&self, key: &Key, offset: u64) {
+        let mut tb = self.table.lock().unwrap();
+        while tb.res.get(key).is_some_and(|r| r.busy) {
+            tb = self.table_cv.wait(tb).unwrap();
+        }
+        tb.res.remove(key);
+        self.table_cv.notify_all();
+        drop(tb);
+        self.save_lock(key, offset);
     }
 
     /// lvmlockd's vg_update: the VG lease's value block carries the new metadata version.
@@ -793,6 +981,15 @@ impl Lockspace {
     }
 }
 
+/// Resource names lvmlockd reserves can never be an LV's: a request naming one as an LV UUID
+/// would address the GL, VG or a free slot through the LV path.
+fn check_lv_name(uuid: &str) -> Result<(), ErrorReply> {
+    if uuid.is_empty() || [R_NAME_GL, R_NAME_VG, R_NAME_UNUSED, R_NAME_GL_DISABLED].contains(&uuid) {
+        return Err(err(ErrorCode::BadRequest, format!("{uuid:?} is not an LV UUID")));
+    }
+    Ok(())
+}
+
 /// A hold as a state record has it (`None`: the record is unreadable).
 fn recorded_hold(h: &SavedHeld, area: ResourceArea) -> Option<HeldResource> {
     let leader = LeaderRecord::decode(&unhex(&h.leader)?).ok()?;
@@ -808,4 +1005,146 @@ fn clock_sleep(clock: &SystemClock, d: Duration) {
 fn _assert_send_sync() {
     fn f<T: Send + Sync>() {}
     f::<Arc<Lockspace>>();
+}
+
+impl Lockspace {
+    fn gl_target(&self, name: &str) -> Result<Target, ErrorReply> {
+        let name = Name::new(name).map_err(|e| err(ErrorCode::BadRequest, format!("GL name: {e}")))?;
+        let offset = GL_LOCK_BEGIN * self.geometry.area_bytes();
+        Ok(Target {
+            key: Key::Gl,
+            area: ResourceArea { lockspace: self.ls_name, name, offset, geometry: self.geometry },
+            lv_name: None,
+        })
+    }
+
+    /// Holds this VG's GL slot in ex for `conn`, under its current name (`GLLK` or
+    /// `_GLLK_disabled`): a GL move holds every slot it may change (see `glctl`).
+    pub(crate) fn gl_hold(&self, conn: ConnId, name: &str) -> Result<(), ErrorReply> {
+        let t = self.gl_target(name)?;
+        self.lock_target(conn, &t, Some(PMode::Exclusive), false).map(|_| ())
+    }
+
+    pub(crate) fn gl_release(&self, conn: ConnId, name: &str) {
+        if let Ok(t) = self.gl_target(name) {
+            if let Err(e) = self.lock_target(conn, &t, None, false) {
+                warn!("lockspace {}: release of the GL slot failed: {}", self.ls_name, e.message);
+            }
+        }
+    }
+
+    /// Renames the GL slot (held in ex by the caller) to `to`: a new leader, unowned, so our
+    /// hold goes with the old one.
+    pub(crate) fn gl_rename(&self, to: &str) -> Result<(), ErrorReply> {
+        self.check_usable()?;
+        let t = self.gl_target(to)?;
+        block_on(paxos_lease::init(&*self.disk(), &t.area, 0, false, self.env.timeouts))
+            .map_err(|e| lease_err(&format!("VG {}: rename the GL slot to {to}", self.vg), &e))?;
+        self.forget(&Key::Gl, t.area.offset);
+        self.set_gl_enabled(to == R_NAME_GL);
+        info!("lockspace {}: global lock slot is now {to}", self.ls_name);
+        Ok(())
+    }
+}
+
+impl Lockspace {
+    /// Whether `conn` holds `key` here.
+    pub fn holds(&self, conn: ConnId, key: &Key) -> bool {
+        self.table.lock().unwrap().res.get(key).is_some_and(|r| r.conns.contains_key(&conn))
+    }
+}
+
+impl Lockspace {
+    /// Needs the VG lock in ex. Releases this host's locks of LVs the committed metadata no
+    /// longer has (unless `keep` names them: a device of theirs is active here), and frees
+    /// orphaned slots: a leader naming an LV UUID that no committed LV's `lock_args` give
+    /// this slot. Each orphan is taken in ex first, so one a live host holds is reported,
+    /// never freed (the acquire takes an owner over only when it is free or dead).
+    pub fn repair(&self, conn: ConnId, keep: &[String]) -> Result<RepairReport, ErrorReply> {
+        self.check_usable()?;
+        self.require_vg_ex(conn, "repair")?;
+        let meta = self.read_leases(None)?;
+        let mut rep = RepairReport::default();
+        let stale: Vec<(String, u64, bool, Vec<ConnId>)> = {
+            let tb = self.table.lock().unwrap();
+            tb.res
+                .iter()
+                .filter_map(|(k, r)| match k {
+                    Key::Lv(u) if !meta.lvs.contains_key(u) && !keep.contains(u) => {
+                        Some((u.clone(), r.offset, r.persistent.is_some(), r.conns.keys().copied().collect()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        for (uuid, offset, persistent, conns) in stale {
+            let Ok(name) = Name::new(&uuid) else { continue };
+            let t = Target {
+                key: Key::Lv(uuid.clone()),
+                area: ResourceArea { lockspace: self.ls_name, name, offset, geometry: self.geometry },
+                lv_name: None,
+            };
+            let mut ok = true;
+            if persistent {
+                ok &= self.lock_target(0, &t, None, true).is_ok();
+            }
+            for c in conns {
+                ok &= self.lock_target(c, &t, None, false).is_ok();
+            }
+            if ok {
+                rep.released.push(uuid);
+            } else {
+                rep.left.push((offset, format!("lock of LV {uuid} held here could not be released")));
+            }
+        }
+        let a = self.geometry.area_bytes();
+        let size = self.lease_area().size();
+        let disk = self.disk();
+        let timeouts = self.env.timeouts;
+        let mut offset = LV_LOCK_BEGIN * a;
+        while offset + a <= size {
+            let at = offset;
+            offset += a;
+            if meta.slots.contains_key(&at) {
+                continue;
+            }
+            let buf = match block_on(disk.read(at, self.geometry.sector_bytes(), timeouts.io())) {
+                Ok(b) => b,
+                Err(e) => {
+                    rep.left.push((at, format!("unreadable: {e}")));
+                    continue;
+                }
+            };
+            let uuid = match LeaderRecord::verify_any_name(&buf, LeaseKind::Paxos) {
+                Ok(l) if l.resource_name.as_str_lossy() == R_NAME_UNUSED => continue,
+                Ok(l) => l.resource_name.as_str_lossy(),
+                Err(e) => {
+                    // Not free, and not ours to guess about: a person decides.
+                    rep.left.push((at, format!("does not verify: {e}")));
+                    continue;
+                }
+            };
+            let t = match self.target(&Resource::Lv { uuid: uuid.clone(), offset: at, name: String::new() }) {
+                Ok(t) => t,
+                Err(e) => {
+                    rep.left.push((at, e.message));
+                    continue;
+                }
+            };
+            if let Err(e) = self.lock_target(conn, &t, Some(PMode::Exclusive), false) {
+                rep.left.push((at, format!("orphan lease of {uuid} not freed: {}", e.message)));
+                continue;
+            }
+            let unused = ResourceArea { name: Name::new(R_NAME_UNUSED).expect("valid"), ..t.area };
+            match block_on(paxos_lease::init(&*disk, &unused, 0, false, timeouts)) {
+                Ok(()) => {
+                    self.forget(&t.key, at);
+                    info!("lockspace {}: orphan lease {uuid} at {at} freed", self.ls_name);
+                    rep.freed.push((at, uuid));
+                }
+                Err(e) => rep.left.push((at, format!("free of {uuid} failed (maybe written): {e}"))),
+            }
+        }
+        Ok(rep)
+    }
 }

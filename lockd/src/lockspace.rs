@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
@@ -27,6 +28,7 @@ use tracing::{error, info, warn};
 
 use crate::disk::LvDisk;
 use crate::fence::{run_kill_command, FencedLv, Fencer};
+use crate::leasemap::{self, VgLeases};
 use crate::locks::Table;
 use crate::protocol::{ErrorCode, ErrorReply, HostInfo, LeaseArea, LockspaceStatus};
 use crate::state::{hex, unhex, SavedLockspace, StateDir, FORMAT};
@@ -42,6 +44,8 @@ pub struct Env {
     pub kill_command: Option<Vec<String>>,
     pub state: StateDir,
     pub boot_id: String,
+    /// lvmlocal.toml `devices`: where lockd reads LVM metadata (see `leasemap`).
+    pub devices: Vec<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +83,9 @@ pub struct Shared {
     pub clean_after_failure: bool,
     /// When (wall clock) we first saw each host incarnation alive.
     live_since: HashMap<(u64, u64), SystemTime>,
+    /// Delta records that failed validation at the last read, and why. The host table keeps
+    /// no entry for a record it never read intact; `lockd status` must still show it.
+    pub corrupt_hosts: BTreeMap<u64, String>,
 }
 
 pub struct Lockspace {
@@ -88,10 +95,14 @@ pub struct Lockspace {
     /// In LV coordinates: offset 0 of the lease LV.
     pub ls_area: LockspaceArea,
     pub geometry: Geometry,
-    /// This VG holds the enabled global lock (GLLK, not `_GLLK_disabled`).
-    pub gl_enabled: bool,
+    /// This VG holds the enabled global lock (GLLK, not `_GLLK_disabled`), as last read from
+    /// its GL slot. Only a hint for status and records: GL requests read the slot again.
+    pub gl_enabled: AtomicBool,
     pub env: Arc<Env>,
     area: Mutex<(LeaseArea, Arc<LvDisk>)>,
+    /// The last read of the VG's committed metadata (see `leasemap`); its `area` is the one
+    /// in `area`. Changes only when the lock LV grows (under the VG lock in ex).
+    pub(crate) leases: Mutex<Option<Arc<VgLeases>>>,
     open_disks: Mutex<HashMap<PathBuf, Arc<DeviceDisk>>>,
     pub(crate) sh: Mutex<Shared>,
     sh_cv: Condvar,
@@ -187,9 +198,10 @@ impl Lockspace {
             ls_name,
             ls_area,
             geometry,
-            gl_enabled,
+            gl_enabled: AtomicBool::new(gl_enabled),
             env,
             area: Mutex::new((area, disk)),
+            leases: Mutex::new(None),
             open_disks: Mutex::new(open),
             sh: Mutex::new(Shared {
                 phase: Phase::Starting,
@@ -202,6 +214,7 @@ impl Lockspace {
                 stop: false,
                 clean_after_failure: false,
                 live_since: HashMap::new(),
+                corrupt_hosts: BTreeMap::new(),
             }),
             sh_cv: Condvar::new(),
             table: Mutex::new(Table::default()),
@@ -220,23 +233,113 @@ impl Lockspace {
         self.area.lock().unwrap().0.clone()
     }
 
-    /// Replaces the map of the lease LV (it grew); the lockspace must stay where it is.
-    pub fn update_area(&self, new: &LeaseArea) -> Result<(), ErrorReply> {
+    /// Whether this VG holds the enabled global lock, as last read.
+    pub fn gl_enabled(&self) -> bool {
+        self.gl_enabled.load(Ordering::SeqCst)
+    }
+
+    pub fn set_gl_enabled(&self, on: bool) {
+        self.gl_enabled.store(on, Ordering::SeqCst);
+    }
+
+    /// Devices to read the VG's metadata from: `devices` of lvmlocal.toml, or when that is
+    /// empty the PVs of the current map and of `hint` (only metadata found there counts).
+    fn meta_devices(&self, hint: Option<&LeaseArea>) -> Vec<PathBuf> {
+        if !self.env.devices.is_empty() {
+            return self.env.devices.clone();
+        }
+        let mut d: Vec<PathBuf> = self.lease_area().pieces.iter().map(|p| p.pv_path.clone()).collect();
+        d.extend(hint.into_iter().flat_map(|h| h.pieces.iter().map(|p| p.pv_path.clone())));
+        d.sort();
+        d.dedup();
+        d
+    }
+
+    /// Reads the committed metadata again and installs its map (the lock LV may have grown).
+    pub fn read_leases(&self, hint: Option<&LeaseArea>) -> Result<Arc<VgLeases>, ErrorReply> {
+        let l = leasemap::read(&self.meta_devices(hint), &self.vg, &self.vg_uuid, self.env.timeouts)?;
+        self.install_area(&l.area)?;
+        let l = Arc::new(l);
+        *self.leases.lock().unwrap() = Some(l.clone());
+        Ok(l)
+    }
+
+    /// The cached read of the metadata (read now if there is none yet).
+    pub fn leases(&self) -> Result<Arc<VgLeases>, ErrorReply> {
+        if let Some(l) = self.leases.lock().unwrap().clone() {
+            return Ok(l);
+        }
+        self.read_leases(None)
+    }
+
+    /// Installs a read made before the lockspace existed (lock-start).
+    pub fn set_leases(&self, l: VgLeases) {
+        *self.leases.lock().unwrap() = Some(Arc::new(l));
+    }
+
+    /// A map sent by a client is only a hint: it must be what the committed metadata says
+    /// (read again when it differs from ours, since the lock LV may have grown). It never
+    /// changes the map by itself: a request pointing leases elsewhere would let this host
+    /// write where other hosts do not look, and hold a lease twice.
+    pub fn check_hint(&self, hint: &LeaseArea) -> Result<(), ErrorReply> {
+        if *hint == self.lease_area() {
+            return Ok(());
+        }
+        self.read_leases(Some(hint))?;
+        let ours = self.lease_area();
+        if *hint == ours {
+            return Ok(());
+        }
+        Err(err(
+            ErrorCode::BadRequest,
+            format!(
+                "VG {}: the lease area in the request ({} bytes, {} piece(s)) is not the lvmlock LV of the \
+                 committed metadata ({} bytes, {} piece(s)); refused",
+                self.vg,
+                hint.size(),
+                hint.pieces.len(),
+                ours.size(),
+                ours.pieces.len()
+            ),
+        ))
+    }
+
+    /// Makes sure the map covers LV bytes [offset, offset + align): a request outside the
+    /// cached map makes lockd read the metadata again (the lock LV grew), never trust it.
+    pub fn ensure_covers(&self, offset: u64) -> Result<(), ErrorReply> {
+        let a = self.geometry.area_bytes();
+        let inside = |s: &Self| offset.checked_add(a).is_some_and(|e| e <= s.lease_area().size());
+        if inside(self) {
+            return Ok(());
+        }
+        self.read_leases(None)?;
+        Ok(())
+    }
+
+    /// Replaces the map of the lease LV with one read from the metadata (it grew); the
+    /// lockspace must stay where it is.
+    fn install_area(&self, new: &LeaseArea) -> Result<(), ErrorReply> {
         let mut cur = self.area.lock().unwrap();
         if &cur.0 == new {
             return Ok(());
         }
         if geometry_of(new)? != self.geometry {
-            return Err(err(ErrorCode::BadRequest, "lease area geometry changed".to_string()));
+            return Err(err(
+                ErrorCode::Refused,
+                format!("VG {}: lease geometry in the metadata changed; lock-stop and start again", self.vg),
+            ));
         }
         check_area(new, self.geometry)?;
         if new.locate(0) != cur.0.locate(0) {
-            return Err(err(ErrorCode::BadRequest, "lease area moved its lockspace; lock-stop and start again"));
+            return Err(err(
+                ErrorCode::Refused,
+                format!("VG {}: the lockspace moved in the metadata; lock-stop and start again", self.vg),
+            ));
         }
         let disk = LvDisk::open(new, &mut self.open_disks.lock().unwrap())
             .map_err(|e| err(ErrorCode::Io, format!("cannot open lease device: {e}")))?;
         *cur = (new.clone(), Arc::new(disk));
-        info!("lockspace {}: lease LV map updated ({} bytes)", self.ls_name, new.size());
+        info!("lockspace {}: lease LV map read from the metadata ({} bytes)", self.ls_name, new.size());
         Ok(())
     }
 
@@ -452,6 +555,20 @@ impl Lockspace {
     /// Folds a read of the whole lockspace area (completed at `now`) into the host table.
     fn fold_area(&self, sh: &mut Shared, buf: &[u8], now: Duration) {
         sh.hosts.update_from_area(&self.ls_area, buf, now);
+        let g = self.geometry;
+        let sector = g.sector_bytes();
+        for host_id in 1..=g.max_hosts() {
+            let at = lease::ondisk::delta_sector_offset(g, host_id) as usize;
+            let Some(bytes) = buf.get(at..at + sector) else { break };
+            match delta_lease::verify_sector(&self.ls_area, bytes) {
+                Ok(_) => {
+                    sh.corrupt_hosts.remove(&host_id);
+                }
+                Err(e) => {
+                    sh.corrupt_hosts.insert(host_id, e.to_string());
+                }
+            }
+        }
         let live: Vec<(u64, u64)> = sh
             .hosts
             .iter()
@@ -690,7 +807,7 @@ impl Lockspace {
             area: self.lease_area(),
             delta_sector: hex(&delta_sector),
             last_success_ms: ms(last_success),
-            gl_enabled: self.gl_enabled,
+            gl_enabled: self.gl_enabled(),
         };
         if let Err(e) = self.env.state.save(&s) {
             // A restart would then lose this lockspace's locks (the watchdog covers safety).
@@ -704,18 +821,36 @@ impl Lockspace {
         let (area, locks) = (self.lease_area(), self.lock_infos());
         let (pv_path, offset) = area.locate(0).map(|(p, o)| (p.clone(), o)).unwrap_or_default();
         let sh = self.shared();
-        let hosts = sh
+        let mut hosts: Vec<HostInfo> = sh
             .hosts
             .iter()
             .map(|(id, h)| HostInfo {
                 host_id: *id,
                 host_name: h.host_name.as_str_lossy(),
                 generation: h.generation,
-                state: if h.corrupt { "corrupt".into() } else { sh.hosts.state(*id, now).to_string() },
+                state: match sh.corrupt_hosts.get(id) {
+                    Some(why) => format!("corrupt: {why}"),
+                    None if h.corrupt => "corrupt".into(),
+                    None => sh.hosts.state(*id, now).to_string(),
+                },
                 io_timeout: h.io_timeout,
                 last_live_age_ms: h.last_live.map(|l| ms(now.saturating_sub(l))),
             })
             .collect();
+        // A record never read intact has no table entry: shown from the last read alone.
+        for (id, why) in &sh.corrupt_hosts {
+            if sh.hosts.get(*id).is_none() {
+                hosts.push(HostInfo {
+                    host_id: *id,
+                    host_name: String::new(),
+                    generation: 0,
+                    state: format!("corrupt: {why}"),
+                    io_timeout: 0,
+                    last_live_age_ms: None,
+                });
+            }
+        }
+        hosts.sort_by_key(|h| h.host_id);
         LockspaceStatus {
             vg: self.vg.clone(),
             lockspace: self.ls_name.as_str_lossy(),
@@ -730,7 +865,7 @@ impl Lockspace {
             renewal_last_ms: ms(sh.renewal_last),
             renewal_max_ms: ms(sh.renewal_max),
             renewal_age_ms: ms(now.saturating_sub(sh.last_success)),
-            gl_enabled: self.gl_enabled,
+            gl_enabled: self.gl_enabled(),
             hosts,
             locks,
         }

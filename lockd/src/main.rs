@@ -14,6 +14,7 @@ const USAGE: &str = "\
 Usage:
 lockd daemon [--config PATH]     the lock daemon, in the foreground (systemd Type=notify)
 lockd status [--config PATH] [--json]
+lockd gl-enable|gl-disable [--config PATH] VG   move the global lock (lvmlockctl --gl-enable)
 lockd direct <action> [options]
 
   --config PATH  lvmlocal.toml (default /etc/lvmlocal.toml)
@@ -80,6 +81,7 @@ fn run(args: &[String]) -> Result<(), DirectError> {
         Some("direct") => {}
         Some("daemon") => return daemon(&args[1..]),
         Some("status") => return status(&args[1..]),
+        Some(c @ ("gl-enable" | "gl-disable")) => return lockd::glctl::cli(c, &args[1..]).map_err(DirectError::failed),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return Ok(());

@@ -3,13 +3,13 @@
 //! Framing: [`wdmd::frame`] (a length prefix, then JSON, as wdmd's protocol), with [`MAX_FRAME`].
 //! One request, one response, in order, on a unix stream socket (`run_dir/lockd.sock`).
 //!
-//! Where the leases are: lockd never reads LVM metadata. lvtool, which reads the VG anyway,
-//! sends the location of the VG's lease area (the hidden `lvmlock` LV) as [`LeaseArea`]: for
-//! each segment of the LV, the PV device and the PV byte offset where that part of the LV
-//! starts, plus the sector and align size of the leases. Offsets inside the area are LV byte
-//! offsets, exactly as lvmlockd uses them (lockspace at 0, GLLK at A×65, VGLK at A×66, LV
-//! leases at the offset in the LV's `lock_args`). Requests that touch LV leases may carry a
-//! newer map (the LV grows when its slots run out), which then replaces the old one.
+//! Where the leases are: lockd reads the committed LVM metadata itself (`leasemap`): the map of
+//! the VG's lease area (the hidden `lvmlock` LV) on the PVs and every LV's slot (`lock_args`).
+//! Offsets inside the area are LV byte offsets, exactly as lvmlockd uses them (lockspace at 0,
+//! GLLK at A×65, VGLK at A×66, LV leases at the offset in the LV's `lock_args`). Requests may
+//! still carry a map ([`LeaseArea`]) for compatibility: it is only checked against lockd's own
+//! read (and refused when it differs), never used. A request outside lockd's map makes it read
+//! the metadata again (the lock LV grew).
 //!
 //! GL and VG locks belong to the connection that took them and end with it (one command);
 //! LV locks taken with `persistent` belong to the host and stay until unlocked.
@@ -55,7 +55,9 @@ pub enum Request {
         version: u32,
     },
     /// Joins lockspace `lvm_<vg>` (acquires our delta lease, renews it every 2N). Answers when
-    /// the lockspace is usable; `Started { already: true }` when it was started before.
+    /// the lockspace is usable; `Started { already: true }` when it was started before. lockd
+    /// reads the VG (by name and UUID) from the devices of its lvmlocal.toml; `area` must equal
+    /// the lease map it computes (refused with `BadRequest` otherwise).
     LockStart {
         vg: String,
         vg_uuid: String,
@@ -67,8 +69,11 @@ pub enum Request {
         vg: String,
         force: bool,
     },
-    /// Takes, converts or releases a lock. GL: `vg` may be empty (lockd picks the started VG
-    /// with the enabled global lock).
+    /// Takes, converts or releases a lock. GL: `vg` is ignored (lockd picks the one started VG
+    /// whose GL is enabled; none or several: `NoGlobalLock` / `DuplicateGlobalLock`). LV: the
+    /// offset must be the one the LV's `lock_args` name in the committed metadata (an LV not
+    /// committed yet: a slot no committed LV names, whose leader names the LV), else
+    /// `Refused`. `area`: an optional hint, checked, never used (not checked on release).
     Lock {
         vg: String,
         resource: Resource,
@@ -76,13 +81,18 @@ pub enum Request {
         persistent: bool,
         area: Option<LeaseArea>,
     },
-    /// Needs the VG lock in ex: names a free LV slot after `lv_uuid`; answers `LvLease`.
+    /// Needs the VG lock in ex: names a free LV slot after `lv_uuid`; answers `LvLease`. Free:
+    /// a verified `#unused` leader nobody live holds, named by no committed LV's `lock_args`;
+    /// a slot that does not verify is a `Corrupt` error naming its offset.
     InitLv {
         vg: String,
         lv_uuid: String,
         area: Option<LeaseArea>,
     },
     /// Needs the VG lock in ex: drops our holds of the LV's lease and marks its slot `#unused`.
+    /// Only after the commit that removed the LV (an LV still in the committed metadata, or a
+    /// slot another LV names, is `Refused`), only a slot whose leader names `lv_uuid`, and only
+    /// once lockd holds it in ex (a live holder elsewhere: `Conflict`).
     FreeLv {
         vg: String,
         lv_uuid: String,
@@ -96,6 +106,25 @@ pub enum Request {
         version: u32,
     },
     Status,
+    /// lvmlockctl --gl-enable: makes VG `vg` (started here) hold the enabled global lock and
+    /// disables it in every other VG started here. Done while holding the GL slots of all
+    /// VGs started here in ex (see `glctl`). Answers `Gl`.
+    GlEnable {
+        vg: String,
+    },
+    /// lvmlockctl --gl-disable: renames the GL slot of `vg` to `_GLLK_disabled`. Answers `Gl`.
+    GlDisable {
+        vg: String,
+    },
+    /// Needs the VG lock in ex: frees orphaned LV slots (leader names an LV UUID no LV in the
+    /// committed metadata has, nobody live holds it) and releases this host's locks of LVs no
+    /// longer in the metadata, unless `keep` lists them (LVs with a device active here).
+    /// Answers `Repaired`.
+    Repair {
+        vg: String,
+        #[serde(default)]
+        keep: Vec<String>,
+    },
 }
 
 /// Who holds a lock we could not get.
@@ -152,8 +181,12 @@ pub enum ErrorCode {
     Corrupt,
     /// Disk I/O failed or timed out.
     Io,
-    /// No free LV lease slot: extend the lock LV and retry with the new area.
+    /// No free LV lease slot: extend the lock LV, commit, and retry.
     NoSpace,
+    /// Shared VGs are started (or exist) but none started here has the global lock enabled.
+    NoGlobalLock,
+    /// More than one started VG has the global lock enabled: none is granted.
+    DuplicateGlobalLock,
     /// The request is valid but not in this state (lock-stop with LVs active, update without
     /// the VG lock, ...).
     Refused,
@@ -201,6 +234,24 @@ pub enum Response {
     Ok,
     Status(DaemonStatus),
     Error(ErrorReply),
+    /// After gl-enable/gl-disable: the VG now holding the enabled GL among those started here
+    /// (None: none), and the VGs whose GL this request disabled.
+    Gl {
+        enabled: Option<String>,
+        disabled: Vec<String>,
+    },
+    Repaired(RepairReport),
+}
+
+/// What a repair did and what it left alone.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct RepairReport {
+    /// Slots written `#unused`: (offset, the orphan LV UUID its leader named).
+    pub freed: Vec<(u64, String)>,
+    /// This host's locks of LVs no longer in the metadata, released: LV UUIDs.
+    pub released: Vec<String>,
+    /// Orphan slots left alone, and why (held by a live host, unreadable, ...).
+    pub left: Vec<(u64, String)>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -324,6 +375,19 @@ mod tests {
         assert_eq!(a.locate(256 * m), Some((&PathBuf::from("/dev/b"), 8 * m)));
         assert_eq!(a.locate(512 * m), None);
         assert_eq!(a.locate(255 * m + 1), None, "straddles two pieces");
+    }
+
+    #[test]
+    fn new_requests_on_the_wire() {
+        let r: Request = serde_json::from_str(r#"{"op":"gl_enable","vg":"vg1"}"#).unwrap();
+        assert_eq!(r, Request::GlEnable { vg: "vg1".into() });
+        let r: Request = serde_json::from_str(r#"{"op":"repair","vg":"vg1"}"#).unwrap();
+        assert_eq!(r, Request::Repair { vg: "vg1".into(), keep: vec![] });
+        let text =
+            serde_json::to_string(&Response::Gl { enabled: Some("a".into()), disabled: vec!["b".into()] }).unwrap();
+        assert_eq!(text, r#"{"reply":"gl","enabled":"a","disabled":["b"]}"#);
+        let e = Response::error(ErrorCode::DuplicateGlobalLock, "x");
+        assert!(serde_json::to_string(&e).unwrap().contains("duplicate_global_lock"));
     }
 
     #[test]

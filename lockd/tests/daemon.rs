@@ -115,9 +115,15 @@ fn init_and_free_lv_leases_under_the_vg_lock() {
     assert_eq!(call_on(&mut c, &init("u1")).unwrap(), Response::LvLease { offset: SharedDisk::slot(0) });
     assert_eq!(call_on(&mut c, &init("u2")).unwrap(), Response::LvLease { offset: SharedDisk::slot(1) });
     assert_eq!(call_on(&mut c, &init("u3")).unwrap_err().code, ErrorCode::NoSpace);
-    // A grown lease LV (one more slot) arrives with the request.
+    // A map in a request that the metadata does not have is refused, and changes nothing.
     let mut bigger = d.area.clone();
     bigger.pieces[0].len += MIB;
+    let r = call_on(&mut c, &Request::InitLv { vg: "vg2".into(), lv_uuid: "u3".into(), area: Some(bigger.clone()) });
+    assert_eq!(r.unwrap_err().code, ErrorCode::BadRequest);
+    // The lease LV grown in the committed metadata (one more slot, formatted first): lockd
+    // reads it when it finds no free slot, and the same hint now agrees.
+    d.format_slot(2, "#unused");
+    d.commit(2, 67 + 3, &[]);
     let r = call_on(&mut c, &Request::InitLv { vg: "vg2".into(), lv_uuid: "u3".into(), area: Some(bigger) });
     assert_eq!(r.unwrap(), Response::LvLease { offset: SharedDisk::slot(2) });
     // An LV active here cannot lose its lease; a free makes the slot reusable.

@@ -95,7 +95,7 @@ fn lease_err(what: impl Into<String>, e: impl std::fmt::Display) -> Error {
 pub enum Slot {
     /// A paxos leader with this resource name.
     Named(String),
-    /// No paxos leader (zeroes, or cleared): free for lvmlockd too.
+    /// No paxos leader (zeroes, or cleared): never free (see `find_free`).
     Unformatted,
 }
 
@@ -108,6 +108,8 @@ pub struct LockArea {
     pieces: Vec<Piece>,
     lockspace: Name,
     timeouts: Timeouts,
+    /// Slots some LV's `lock_args` name: never free, whatever their sector says.
+    named: std::collections::BTreeSet<u64>,
 }
 
 impl LockArea {
@@ -141,7 +143,16 @@ impl LockArea {
             });
         }
         let lockspace = name(&lockspace_name(&vg.name))?;
-        Ok(LockArea { vg: vg.name.clone(), geometry, size: lv.extent_count as u64 * ext, pieces, lockspace, timeouts })
+        let named = vg.lvs.iter().filter_map(|l| l.lock_args.as_deref().and_then(parse_lv_lock_args)).collect();
+        Ok(LockArea {
+            vg: vg.name.clone(),
+            geometry,
+            size: lv.extent_count as u64 * ext,
+            pieces,
+            lockspace,
+            timeouts,
+            named,
+        })
     }
 
     /// Where the lease area at LV byte `offset` lies: (PV device, PV byte offset). An area
@@ -231,12 +242,20 @@ impl LockArea {
         Ok(l.timestamp == 0)
     }
 
-    /// The first free LV slot (`#unused` or unformatted), as lvmlockd's `find_free_lock`
-    /// scans; refuses a slot already named `resource` (two leases for one LV).
+    /// The first free LV slot (`#unused`), as lvmlockd's `find_free_lock` scans; refuses a
+    /// slot already named `resource` (two leases for one LV). A slot without a valid leader
+    /// (zeroed, cleared) is an error naming it, never free: it may be the lease of an LV whose
+    /// sector was damaged, which that LV's `lock_args` still name. A slot an LV of the VG
+    /// names in its `lock_args` is skipped even when it reads `#unused` (freed by mistake).
     pub fn find_free(&self, resource: &str) -> Result<Option<u64>> {
-        for o in self.lv_slots() {
+        for o in self.lv_slots().filter(|o| !self.named.contains(o)) {
             match self.slot(o)? {
-                Slot::Unformatted => return Ok(Some(o)),
+                Slot::Unformatted => {
+                    return Err(Error::Lease {
+                        what: format!("slot at {o} of the lvmlock LV"),
+                        reason: "no valid lease leader (zeroed?); not treated as free".into(),
+                    })
+                }
                 Slot::Named(n) if n == R_NAME_UNUSED => return Ok(Some(o)),
                 Slot::Named(n) if n == resource => {
                     return Err(Error::Lease {

@@ -6,8 +6,9 @@
 //! VG without its lock is refused for a change and read with a warning (lvm2's behaviour). The
 //! global lock is skipped when no started VG holds it.
 //!
-//! lockd never reads LVM metadata: lock-start and every LV lease request carry the lease LV's
-//! map ([`lease_area`]) computed from the metadata read here.
+//! lockd reads the lease LV's map and every LV's slot from the committed metadata itself; the
+//! map ([`lease_area`]) computed here is still sent, and lockd refuses a request whose map
+//! differs from its own read (a sign that this command read stale metadata).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -157,8 +158,16 @@ impl Locker for LockdLocker {
             Request::Lock { vg: String::new(), resource: Resource::Gl, mode: mode(m), persistent: false, area: None };
         match self.call(&req) {
             Ok(_) => Ok(()),
-            // No started VG holds the global lock (or lockd is not running): lvmlockd skips it.
+            // No shared VG exists, or lockd is not running: there is no global lock to take.
             Err(ClientError::Daemon(e)) if e.code == ErrorCode::NoLockspace => Ok(()),
+            // Shared VGs exist but no single enabled GL can be had: a change (ex) must not run
+            // without it; a report (sh) goes on with a warning, as lvm2 does.
+            Err(ClientError::Daemon(e))
+                if m == LockMode::Sh && matches!(e.code, ErrorCode::NoGlobalLock | ErrorCode::DuplicateGlobalLock) =>
+            {
+                eprintln!("  WARNING: Skipping global lock: {}", e.message);
+                Ok(())
+            }
             Err(e) => Err(Error::Invalid(format!("Global lock failed: {e}"))),
         }
     }

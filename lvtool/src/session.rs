@@ -221,42 +221,23 @@ impl Session {
     }
 
     /// The global lock in ex. Returns true when no global lock exists anywhere and `need`
-    /// allows that (the first shared VG, which will hold it). The locker skips a global lock
-    /// no started VG holds, so lockd's status is asked before and after the request: both
-    /// times a running lockspace must hold it, else the request was not granted by anyone.
+    /// allows that (the first shared VG, which will hold it). lockd decides, from its own reads
+    /// of the disk, whether exactly one enabled global lock can be had; its refusal says why
+    /// (none enabled, a duplicate, shared VGs not started here) and is passed on as it is.
+    /// lockd grants without a lock only when no shared VG exists on its devices.
     pub fn lock_gl_ex(&mut self, need: GlNeed) -> Result<bool> {
-        let before = match self.gl_running() {
+        let running = match self.gl_running() {
             Ok(s) => s,
             // Formatting the first shared VG needs no lockd (it is started afterwards).
             Err(_) if need == GlNeed::FirstSharedVg && !self.any_shared_vg() => return Ok(true),
             Err(e) => return Err(Error::Invalid(format!("Global lock failed: {e}"))),
         };
-        let Some(before) = before else {
-            // Local-only host: no lock manager, nothing to take.
-            self.locker.lock_gl(LockMode::Ex)?;
-            self.rescan();
-            return Ok(false);
-        };
-        if !before {
-            if need == GlNeed::FirstSharedVg && !self.any_shared_vg() {
-                return Ok(true);
-            }
-            let starting = self
-                .lockd_status()
-                .ok()
-                .flatten()
-                .is_some_and(|s| s.lockspaces.iter().any(|l| l.gl_enabled && l.state == "starting"));
-            if starting {
-                return Err(Error::Invalid("Global lock failed: lockspace is starting.".into()));
-            }
-            return Err(no_gl(need));
-        }
         self.locker.lock_gl(LockMode::Ex)?;
+        // Orphans and VG names may have changed before we got the lock.
         self.rescan();
-        if self.gl_running().map_err(|e| Error::Invalid(format!("Global lock failed: {e}")))? != Some(true) {
-            return Err(no_gl(need));
-        }
-        Ok(false)
+        // Local-only host (no lock manager), or lockd found no shared VG: nothing holds a GL.
+        let held = running.is_some() && self.gl_running().ok().flatten() == Some(true);
+        Ok(!held && need == GlNeed::FirstSharedVg && !self.any_shared_vg())
     }
 
     fn lock_vg(&mut self, vg: &str, mode: LockMode) -> Result<()> {
@@ -582,17 +563,6 @@ impl Drop for Session {
 }
 
 /// Why a command that needs the global lock cannot have it.
-fn no_gl(need: GlNeed) -> Error {
-    Error::Invalid(match need {
-        GlNeed::FirstSharedVg => "Global lock failed: no global lock enabled: start existing shared VGs to access \
-                                  the global lock (vgchange --lock-start)."
-            .into(),
-        GlNeed::Required => "Global lock failed: no global lock enabled: check that the shared VG holding the \
-                             global lock is started here (vgchange --lock-start)."
-            .into(),
-    })
-}
-
 /// The LVs whose step so far succeeded (`results` in the LVs' order).
 fn still_ok<'a>(lvs: &'a [Lv], results: &[Result<()>]) -> Vec<&'a Lv> {
     lvs.iter().zip(results).filter(|(_, r)| r.is_ok()).map(|(lv, _)| lv).collect()

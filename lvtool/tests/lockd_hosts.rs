@@ -261,9 +261,9 @@ fn global_lock_is_required() {
     let out = h.ok(&["vgcreate", "--shared", "sv", d[0]]);
     assert!(out.contains("Enabling sanlock global lock"), "{out}");
     let before: Vec<Vec<u8>> = disks.iter().map(|f| std::fs::read(f).unwrap()).collect();
-    h.fails("Global lock failed: no global lock enabled", &["pvcreate", d[1]]);
-    h.fails("Global lock failed: no global lock enabled", &["vgcreate", "lv", d[1]]);
-    h.fails("start existing shared VGs", &["vgcreate", "--shared", "sv2", d[2]]);
+    h.fails("Global lock failed: no shared VG is started here, so no global lock is available", &["pvcreate", d[1]]);
+    h.fails("shared VGs not started here: sv", &["vgcreate", "lv", d[1]]);
+    h.fails("shared VGs not started here: sv", &["vgcreate", "--shared", "sv2", d[2]]);
     let after: Vec<Vec<u8>> = disks.iter().map(|f| std::fs::read(f).unwrap()).collect();
     assert!(before == after, "nothing written without the global lock");
     h.ok(&["vgchange", "--lock-start", "sv"]);

@@ -32,17 +32,49 @@ pub fn mono() -> Duration {
 }
 
 /// A shared "disk" with the lease area of VG `vg` laid out as lvmlockd does, with `slots`
-/// LV slots, all `#unused`.
+/// LV slots, all `#unused`, and LVM metadata on it (one PV, the `lvmlock` LV at its first
+/// extent) from which lockd reads the map itself.
 pub struct SharedDisk {
     pub file: Scratch,
     pub vg: String,
+    pub vg_uuid: String,
     pub area: LeaseArea,
+    pub pv_uuid: String,
+}
+
+/// A valid LVM UUID derived from `seed` (dashed form).
+pub fn lvm_uuid(seed: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    let mut out = String::new();
+    for i in 0..32 {
+        for b in seed.bytes().chain([i as u8]) {
+            h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+        }
+        let c = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"[(h >> 33) as usize % 62];
+        out.push(c as char);
+    }
+    let g = [6, 4, 4, 4, 4, 4, 6];
+    let mut parts = vec![];
+    let mut at = 0;
+    for n in g {
+        parts.push(&out[at..at + n]);
+        at += n;
+    }
+    parts.join("-")
+}
+
+/// An LV of the metadata: name, UUID, lease offset (its `lock_args`).
+pub struct MetaLv<'a> {
+    pub name: &'a str,
+    pub uuid: &'a str,
+    pub offset: u64,
 }
 
 impl SharedDisk {
     pub fn new(tag: &str, vg: &str, slots: u64) -> SharedDisk {
         let size = (67 + slots) * MIB;
-        let file = Scratch::new(tag, PV_START + size + MIB);
+        // Room after the lease LV for the LVs of `commit` and for growing it.
+        let file = Scratch::new(tag, PV_START + size + 16 * MIB);
         let g = Geometry::DEFAULT_512;
         let t = timeouts();
         let disk = DeviceDisk::open(&file.path).unwrap();
@@ -57,12 +89,106 @@ impl SharedDisk {
         for k in 0..slots {
             res("#unused", (67 + k) * MIB);
         }
+        let path = std::fs::canonicalize(&file.path).unwrap();
         let area = LeaseArea {
             sector_size: 512,
             align_bytes: MIB,
-            pieces: vec![AreaPiece { lv_start: 0, len: size, pv_path: file.path.clone(), pv_start: PV_START }],
+            pieces: vec![AreaPiece { lv_start: 0, len: size, pv_path: path, pv_start: PV_START }],
         };
-        SharedDisk { file, vg: vg.into(), area }
+        let d = SharedDisk {
+            file,
+            vg: vg.into(),
+            vg_uuid: lvm_uuid(&format!("vg-{tag}-{vg}")),
+            area,
+            pv_uuid: lvm_uuid(&format!("pv-{tag}")),
+        };
+        d.write_label();
+        d.commit(1, size / MIB, &[]);
+        d
+    }
+
+    fn write_label(&self) {
+        use lvmmeta::device::{BlockDevice, FileDevice};
+        use lvmmeta::label::{DiskLocn, Label, SECTOR_SIZE};
+        use lvmmeta::mda::MdaHeader;
+        let mut dev = FileDevice::open(&self.file.path, true).unwrap();
+        let uuid = lvmmeta::uuid::Uuid::parse(&self.pv_uuid).unwrap();
+        let mda = DiskLocn { offset: 4096, size: PV_START - 4096 };
+        let label = Label::new(uuid, dev.size(), PV_START, vec![mda], true);
+        let mut head = vec![0u8; 4 * SECTOR_SIZE];
+        head[SECTOR_SIZE..2 * SECTOR_SIZE].copy_from_slice(&label.encode().unwrap());
+        let mut a = vec![0u8; 4096];
+        a[..512].copy_from_slice(&MdaHeader::new(4096, PV_START - 4096).encode());
+        dev.write_at(4096, &a).unwrap();
+        dev.write_at(0, &head).unwrap();
+        dev.flush().unwrap();
+    }
+
+    /// Commits metadata version `seqno`: the lvmlock LV of `lock_mib` MiB, and `lvs` (one
+    /// extent each, after it).
+    pub fn commit(&self, seqno: u32, lock_mib: u64, lvs: &[MetaLv]) {
+        use lvmmeta::commit::{commit_to, PvTarget};
+        use lvmmeta::device::{BlockDevice, FileDevice};
+        use lvmmeta::label::DiskLocn;
+        let dev = FileDevice::open(&self.file.path, true).unwrap();
+        let pe_count = (dev.size() - PV_START) / MIB;
+        let mut lv_text = format!(
+            "lvmlock {{\nid = \"{}\"\nstatus = [\"READ\", \"WRITE\"]\nflags = []\ncreation_time = 0\n\
+             creation_host = \"t\"\nsegment_count = 1\nsegment1 {{\nstart_extent = 0\nextent_count = {lock_mib}\n\
+             type = \"striped\"\nstripe_count = 1\nstripes = [\"pv0\", 0]\n}}\n}}\n",
+            lvm_uuid(&format!("lock-{}", self.vg_uuid))
+        );
+        for (i, lv) in lvs.iter().enumerate() {
+            lv_text += &format!(
+                "{} {{\nid = \"{}\"\nstatus = [\"READ\", \"WRITE\", \"VISIBLE\"]\nflags = []\n\
+                 creation_time = 0\ncreation_host = \"t\"\nlock_args = \"1.0.0:{}\"\nsegment_count = 1\n\
+                 segment1 {{\nstart_extent = 0\nextent_count = 1\ntype = \"striped\"\nstripe_count = 1\n\
+                 stripes = [\"pv0\", {}]\n}}\n}}\n",
+                lv.name,
+                lv.uuid,
+                lv.offset,
+                lock_mib + i as u64
+            );
+        }
+        let text = format!(
+            "contents = \"Text Format Volume Group\"\nversion = 1\ndescription = \"\"\ncreation_host = \"t\"\n\
+             creation_time = 0\n{} {{\nid = \"{}\"\nseqno = {seqno}\nformat = \"lvm2\"\n\
+             status = [\"RESIZEABLE\", \"READ\", \"WRITE\"]\nflags = []\nlock_type = \"sanlock\"\n\
+             lock_args = \"1.0.0:lvmlock\"\nextent_size = 2048\nmax_lv = 0\nmax_pv = 0\nmetadata_copies = 0\n\
+             physical_volumes {{\npv0 {{\nid = \"{}\"\ndevice = \"{}\"\nstatus = [\"ALLOCATABLE\"]\n\
+             flags = []\ndev_size = {}\npe_start = 2048\npe_count = {pe_count}\n}}\n}}\n\
+             logical_volumes {{\n{lv_text}}}\n}}\n",
+            self.vg,
+            self.vg_uuid,
+            self.pv_uuid,
+            self.file.path.display(),
+            dev.size() / 512
+        );
+        let mut t = text.into_bytes();
+        t.push(0);
+        let vg = lvmmeta::vg::Vg::from_text(&t).unwrap();
+        let area = DiskLocn { offset: 4096, size: PV_START - 4096 };
+        let hdr = lvmmeta::mda::read_header(&dev, area).unwrap();
+        let mut targets = [PvTarget { dev: Box::new(dev), mdas: vec![(area, hdr.committed_copy())] }];
+        commit_to(&mut targets, &vg, &lvmmeta::vg::TextHeader::now("test")).unwrap();
+    }
+
+    /// Writes a fresh paxos leader named `name` into LV slot `k` (as lvcreate or lvmlockd do).
+    pub fn format_slot(&self, k: u64, name: &str) {
+        self.format_at(Self::slot(k), name)
+    }
+
+    /// Writes a fresh paxos leader named `name` at LV offset `o`.
+    pub fn format_at(&self, o: u64, name: &str) {
+        let disk = DeviceDisk::open(&self.file.path).unwrap();
+        let ls = Name::new(&format!("lvm_{}", self.vg)).unwrap();
+        let a = ResourceArea {
+            lockspace: ls,
+            name: Name::new(name).unwrap(),
+            offset: PV_START + o,
+            geometry: Geometry::DEFAULT_512,
+        };
+        block_on(paxos_lease::init(&disk, &a, 0, false, timeouts())).unwrap();
     }
 
     pub fn slot(k: u64) -> u64 {
@@ -75,7 +201,7 @@ impl SharedDisk {
     }
 
     pub fn start_req(&self) -> Request {
-        Request::LockStart { vg: self.vg.clone(), vg_uuid: format!("uuid-of-{}", self.vg), area: self.area.clone() }
+        Request::LockStart { vg: self.vg.clone(), vg_uuid: self.vg_uuid.clone(), area: self.area.clone() }
     }
 
     /// The on-disk timestamp of host `id`'s delta lease (its writer's CLOCK_MONOTONIC secs).

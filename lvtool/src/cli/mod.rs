@@ -7,6 +7,7 @@ pub mod args;
 mod display;
 mod lvcmds;
 mod pvvg;
+mod repair;
 mod reports;
 
 use std::io::{BufRead, Write};
@@ -123,6 +124,7 @@ const COMMANDS: &[Command] = &[
     Command { name: "pvs", opts: reports::REPORT, run: reports::pvs, scans_args: true },
     Command { name: "vgcreate", opts: pvvg::VGCREATE, run: pvvg::vgcreate, scans_args: true },
     Command { name: "vgremove", opts: pvvg::VGREMOVE, run: pvvg::vgremove, scans_args: false },
+    Command { name: "vgck", opts: repair::VGCK, run: repair::vgck, scans_args: false },
     Command { name: "vgextend", opts: pvvg::VGEXTEND, run: pvvg::vgextend, scans_args: true },
     Command { name: "vgreduce", opts: pvvg::VGREDUCE, run: pvvg::vgreduce, scans_args: false },
     Command { name: "vgs", opts: reports::REPORT, run: reports::vgs, scans_args: false },

@@ -381,6 +381,10 @@ pub fn vgremove(ctx: &mut Ctx) -> CmdResult {
     if ctx.args.pos.is_empty() {
         return Err(Fail::Usage("No command with matching syntax recognised.".into()));
     }
+    // The global lock must not go with its VG: moved first, before this command takes it.
+    for name in ctx.args.pos.clone() {
+        super::repair::move_gl_away(ctx, &name);
+    }
     ctx.session.lock_gl(LockMode::Ex)?;
     for name in ctx.args.pos.clone() {
         if let Err(f) = remove_one_vg(ctx, &name) {
