@@ -33,13 +33,10 @@ use crate::protocol::{ErrorCode, ErrorReply, LockInfo, Mode, RepairReport, Resou
 use crate::state::{hex, unhex, SavedHeld, SavedLock};
 use crate::util::{mono, mono_ms};
 
-pub const GL_LOCK_BEGIN: u64 = 65;
-pub const VG_LOCK_BEGIN: u64 = 66;
-pub const LV_LOCK_BEGIN: u64 = 67;
-pub const R_NAME_GL: &str = "GLLK";
-pub const R_NAME_VG: &str = "VGLK";
-pub const R_NAME_UNUSED: &str = "#unused";
-pub const R_NAME_GL_DISABLED: &str = "_GLLK_disabled";
+// lvmlockd's layout of the lease LV, defined once (lvmmeta), as lvtool sees it too.
+pub use lvmmeta::lockarea::{
+    GL_LOCK_BEGIN, LV_LOCK_BEGIN, R_NAME_GL, R_NAME_GL_DISABLED, R_NAME_UNUSED, R_NAME_VG, VG_LOCK_BEGIN,
+};
 /// lvmlockd's `struct val_blk` version.
 pub const VAL_BLK_VERSION: u16 = 0x0101;
 

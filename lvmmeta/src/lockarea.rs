@@ -72,16 +72,6 @@ pub fn parse_lv_lock_args(args: &str) -> Option<u64> {
     rest.rsplit(':').next()?.parse().ok()
 }
 
-/// One contiguous piece of the lock LV on a PV: LV bytes [lv_start, lv_start+len) are PV
-/// bytes [pv_start, ...).
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Piece {
-    lv_start: u64,
-    len: u64,
-    pv_path: PathBuf,
-    pv_start: u64,
-}
-
 fn name(s: &str) -> Result<Name> {
     Name::new(s).map_err(|e| Error::Lease { what: format!("name {s:?}"), reason: e.to_string() })
 }
@@ -105,7 +95,7 @@ pub struct LockArea {
     pub geometry: Geometry,
     /// Size of the lock LV in bytes.
     pub size: u64,
-    pieces: Vec<Piece>,
+    pieces: Vec<AreaPiece>,
     lockspace: Name,
     timeouts: Timeouts,
     /// Slots some LV's `lock_args` name: never free, whatever their sector says.
@@ -124,24 +114,7 @@ impl LockArea {
     ) -> Result<LockArea> {
         let lv = vg.lv(LOCK_LV_NAME).ok_or_else(|| Error::metadata(&vg.name, "shared VG without lvmlock LV"))?;
         let ext = vg.extent_size as u64 * 512;
-        let mut pieces = vec![];
-        for s in &lv.segments {
-            let [a] = s.stripes.as_slice() else {
-                return Err(Error::metadata(&vg.name, "lvmlock LV is striped"));
-            };
-            let i = vg.pvs.iter().position(|p| p.name == a.pv).expect("validated");
-            let path = pv_path(i).ok_or_else(|| Error::MissingPv {
-                vg: vg.name.clone(),
-                uuid: vg.pvs[i].id.to_string(),
-                hint: vg.pvs[i].device.clone(),
-            })?;
-            pieces.push(Piece {
-                lv_start: s.start_extent as u64 * ext,
-                len: s.extent_count as u64 * ext,
-                pv_path: path,
-                pv_start: vg.pvs[i].pe_start * 512 + a.pe as u64 * ext,
-            });
-        }
+        let pieces = lease_area(vg, pv_path, geometry)?.pieces;
         let lockspace = name(&lockspace_name(&vg.name))?;
         let named = vg.lvs.iter().filter_map(|l| l.lock_args.as_deref().and_then(parse_lv_lock_args)).collect();
         Ok(LockArea {
