@@ -83,7 +83,11 @@ fn check_times(renewal_ms: u64, expiry_ms: u64, now: Duration) -> Result<(), Str
         ));
     }
     if renewal_ms > limit_ms {
-        return Err(format!("renewal time {} is in the future (now {})", secs(protocol::from_ms(renewal_ms)), secs(now)));
+        return Err(format!(
+            "renewal time {} is in the future (now {})",
+            secs(protocol::from_ms(renewal_ms)),
+            secs(now)
+        ));
     }
     Ok(())
 }

@@ -83,15 +83,16 @@ pub fn raise_nofile(want: u64) -> io::Result<u64> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    if rl.rlim_cur >= want as libc::rlim_t {
-        return Ok(rl.rlim_cur as u64);
+    // rlim_t is u64 on Linux.
+    if rl.rlim_cur >= want {
+        return Ok(rl.rlim_cur);
     }
-    let raised = libc::rlimit { rlim_cur: (want as libc::rlim_t).min(rl.rlim_max), rlim_max: rl.rlim_max };
+    let raised = libc::rlimit { rlim_cur: want.min(rl.rlim_max), rlim_max: rl.rlim_max };
     // SAFETY: setrlimit reads one rlimit.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(raised.rlim_cur as u64)
+    Ok(raised.rlim_cur)
 }
 
 /// Creates `dir` with [`RUN_DIR_MODE`], or checks an existing one. One owned by this user with

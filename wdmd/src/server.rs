@@ -202,7 +202,9 @@ impl Server {
         let unregistered_cap = (budget as usize).clamp(1, MAX_UNREGISTERED);
         if nofile < NOFILE_WANTED {
             warn!(
-                nofile, wanted = NOFILE_WANTED, unregistered_places = unregistered_cap,
+                nofile,
+                wanted = NOFILE_WANTED,
+                unregistered_places = unregistered_cap,
                 "open-file limit below what wdmd's connection limits need; clients beyond it cannot connect"
             );
         }
@@ -319,7 +321,8 @@ impl Server {
     /// Makes room for one unregistered connection: the one silent longest is told why and
     /// closed. False if there is none.
     fn evict_one(&mut self, daemon: &mut Daemon, why: &str) -> bool {
-        let victim = self.conns.iter().filter(|(_, c)| !c.registered).min_by_key(|(_, c)| c.last_read).map(|(id, _)| *id);
+        let victim =
+            self.conns.iter().filter(|(_, c)| !c.registered).min_by_key(|(_, c)| c.last_read).map(|(id, _)| *id);
         let Some(id) = victim else { return false };
         if let Some(c) = self.conns.get_mut(&id) {
             let reply =
@@ -343,9 +346,7 @@ impl Server {
                     s
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::EINTR | libc::EPROTO)) => {
-                    continue
-                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::EINTR | libc::EPROTO)) => continue,
                 Err(e) => {
                     let now = clock_monotonic();
                     // Out of descriptors: an idle unregistered connection gives its one up.
