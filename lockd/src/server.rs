@@ -5,10 +5,12 @@
 //! connection closes.
 //!
 //! What a client may cost:
-//! - At most [`MAX_CONNS`] connections, so at most that many connection threads. When all are
-//!   taken, a new connection displaces one that has sent nothing but `hello`/`status` and has
-//!   been idle for [`EVICT_MIN_IDLE`]; if there is none it gets a `busy` error reply naming the
-//!   limit, and is closed.
+//! - At most [`MAX_CONNS`] connections (fewer when the open-file limit is low: connections get
+//!   half of the descriptors, lockspaces keep the rest for their PVs and their wdmd
+//!   connection), so at most that many connection threads. When all are taken, a new
+//!   connection displaces one that has sent nothing but `hello`/`status` and has been idle for
+//!   [`EVICT_MIN_IDLE`]; if there is none it gets a `busy` error reply naming the limit, and
+//!   is closed.
 //! - "Idle" is about frames, not about time between requests. A command holds its GL/VG locks
 //!   on its connection while it works on the disks between two requests, for as long as that
 //!   takes, and closing the connection would release them under it. So a connection that has
@@ -48,12 +50,15 @@ pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// A reply must be taken by the client within this.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
-/// A connection that holds no lock may be displaced by a new one when all places are taken,
-/// once it has been idle this long.
-pub const EVICT_MIN_IDLE: Duration = Duration::from_secs(5);
+/// A connection that holds no lock (it sent nothing, or only `hello`/`status`) may be
+/// displaced by a new one when all places are taken, once it has been idle this long.
+pub const EVICT_MIN_IDLE: Duration = Duration::from_secs(1);
 /// The open-file limit lockd asks for: its connections, plus per started lockspace its PVs,
 /// its wdmd connection and its I/O rings. `LimitNOFILE` in lockd.service matches it.
 pub const NOFILE_WANTED: u64 = 4096;
+/// Of the descriptors left when serving starts, connections may take at most half: the other
+/// half is for lockspaces (PVs, the wdmd connection that is the fencing path, I/O rings).
+const CONN_SHARE_DIVISOR: u64 = 2;
 /// At most one log line per this interval for each kind of client trouble.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -159,23 +164,32 @@ fn allow(r: &Mutex<RateLimit>) -> Option<u64> {
 
 struct Shared {
     daemon: Arc<Daemon>,
+    /// Connections allowed: [`MAX_CONNS`], fewer if the open-file limit is low.
+    cap: usize,
     slots: Slots,
     logs: Logs,
 }
 
 /// Accepts connections forever.
 pub fn serve(daemon: Arc<Daemon>, listener: UnixListener) {
-    match limits::raise_nofile(NOFILE_WANTED) {
-        Ok(n) if n < NOFILE_WANTED => warn!(
-            "open-file limit {n} is below the {NOFILE_WANTED} lockd asks for; with many connections and lockspaces \
-             it may run out"
-        ),
-        Ok(_) => {}
-        Err(e) => warn!("RLIMIT_NOFILE: {e}"),
+    let nofile = match limits::raise_nofile(NOFILE_WANTED) {
+        Ok(n) => n,
+        Err(e) => {
+            warn!("RLIMIT_NOFILE: {e}");
+            NOFILE_WANTED
+        }
+    };
+    let cap = ((nofile.saturating_sub(limits::open_fds()) / CONN_SHARE_DIVISOR) as usize).clamp(1, MAX_CONNS);
+    if cap < MAX_CONNS {
+        warn!(
+            "open-file limit {nofile} is below the {NOFILE_WANTED} lockd asks for: at most {cap} connections, not \
+             {MAX_CONNS}"
+        );
     }
     let limit = || Mutex::new(RateLimit::new(LOG_INTERVAL));
     let shared = Arc::new(Shared {
         daemon,
+        cap,
         slots: Slots::default(),
         logs: Logs { accept: limit(), refused: limit(), bad_request: limit(), timed_out: limit() },
     });
@@ -230,14 +244,15 @@ fn admit(shared: &Arc<Shared>, stream: UnixStream) {
     let conn = shared.daemon.new_conn();
     {
         let mut map = shared.slots.map.lock().unwrap();
-        if map.len() >= MAX_CONNS {
+        if map.len() >= shared.cap {
             drop(map);
             if !shared.slots.displace_one(EVICT_MIN_IDLE) {
+                let cap = shared.cap;
                 if let Some(left_out) = allow(&shared.logs.refused) {
-                    warn!("{MAX_CONNS} connections open, the limit: refused one ({left_out} refusals not logged)");
+                    warn!("{cap} connections open, the limit: refused one ({left_out} refusals not logged)");
                 }
                 let msg = format!(
-                    "lockd is busy: {MAX_CONNS} connections are open, its limit, and none can be closed; try again later"
+                    "lockd is busy: {cap} connections are open, its limit, and none can be closed; try again later"
                 );
                 return refuse(stream, ErrorCode::Busy, msg);
             }

@@ -95,6 +95,12 @@ pub fn raise_nofile(want: u64) -> io::Result<u64> {
     Ok(raised.rlim_cur)
 }
 
+/// Descriptors open in this process now.
+pub fn open_fds() -> u64 {
+    // The directory's own descriptor is one of the entries.
+    fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64).saturating_sub(1)
+}
+
 /// Creates `dir` with [`RUN_DIR_MODE`], or checks an existing one. One owned by this user with
 /// a looser mode (an older version, a hand-made directory) is tightened: its owner is us, so
 /// nothing in it can have been planted by someone else, and only reading was possible. One owned

@@ -146,12 +146,6 @@ fn bind_socket(path: &Path) -> io::Result<UnixListener> {
     Ok(l)
 }
 
-/// Descriptors open in this process now.
-fn open_fds() -> u64 {
-    // The directory's own descriptor is one of the entries.
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64).saturating_sub(1)
-}
-
 /// Runs the daemon until SIGTERM/SIGINT and no client has an expiry. `ready` is called once
 /// the socket accepts connections (sd-notify in the binary).
 pub fn run(cfg: &ServerConfig, wd: Box<dyn Watchdog>, ready: impl FnOnce(&Daemon)) -> io::Result<()> {
@@ -198,7 +192,7 @@ impl Server {
                 NOFILE_WANTED
             }
         };
-        let budget = nofile.saturating_sub(open_fds() + FD_HEADROOM);
+        let budget = nofile.saturating_sub(limits::open_fds() + FD_HEADROOM);
         let unregistered_cap = (budget as usize).clamp(1, MAX_UNREGISTERED);
         if nofile < NOFILE_WANTED {
             warn!(
