@@ -77,7 +77,53 @@ impl Drop for Lockd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A flooding daemon's log is kept for a failed test, but not gigabytes of it.
+        if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&self.host.log) {
+            if f.metadata().is_ok_and(|m| m.len() > 4 * LOG_BUDGET) {
+                let _ = f.set_len(4 * LOG_BUDGET);
+            }
+        }
     }
+}
+
+/// A connection that never blocks the test: None when lockd's backlog is full (a daemon
+/// that does not accept).
+fn connect_nonblocking(path: &Path) -> Option<UnixStream> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    assert!(bytes.len() < addr.sun_path.len());
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: a new socket, owned by the UnixStream below (or closed on failure); `addr` is a
+    // valid sockaddr_un of the given size.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let rc = libc::connect(
+            fd,
+            &addr as *const libc::sockaddr_un as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+        );
+        if rc != 0 {
+            libc::close(fd);
+            return None;
+        }
+        Some(UnixStream::from_raw_fd(fd))
+    }
+}
+
+/// `f` on a helper thread, failing the test if it has not returned by the deadline (a daemon
+/// that never accepts leaves a blocking connect hanging).
+fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(WAIT).unwrap_or_else(|_| panic!("{what}: no answer within {WAIT:?}"))
 }
 
 impl Lockd {
@@ -101,17 +147,20 @@ impl Lockd {
     /// A status, retried while lockd answers `busy` (all places taken by connections that
     /// cannot be displaced yet), until the deadline.
     fn status_eventually(&self) -> lockd::protocol::DaemonStatus {
-        let end = Instant::now() + WAIT;
-        loop {
-            let r = Client::connect(&self.host.run_dir()).and_then(|mut c| c.call(&Request::Status));
-            match r {
-                Ok(Response::Status(s)) => return s,
-                Err(ClientError::Daemon(e)) if e.code == ErrorCode::Busy => {}
-                other => panic!("{other:?}\n{}", tail(&self.host.log_text())),
+        let run_dir = self.host.run_dir();
+        let r = within("status", move || {
+            let end = Instant::now() + WAIT;
+            loop {
+                let r = Client::connect(&run_dir).and_then(|mut c| c.call(&Request::Status));
+                match r {
+                    Ok(Response::Status(s)) => return Ok(s),
+                    Err(ClientError::Daemon(e)) if e.code == ErrorCode::Busy && Instant::now() < end => {}
+                    other => return Err(format!("{other:?}")),
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            assert!(Instant::now() < end, "no status before the deadline\n{}", tail(&self.host.log_text()));
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        });
+        r.unwrap_or_else(|e| panic!("{e}\n{}", tail(&self.host.log_text())))
     }
 
     fn assert_quiet(&self, what: &str) {
@@ -152,13 +201,33 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / hz)
 }
 
+/// Waits until the daemon has closed `s` without reading from it (reading would let a daemon
+/// blocked on a full socket go on).
+fn wait_hangup(s: &UnixStream) {
+    use std::os::fd::AsRawFd;
+    let end = Instant::now() + WAIT;
+    loop {
+        let mut p = libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, 100) };
+        if n > 0 && p.revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR) != 0 {
+            return;
+        }
+        assert!(Instant::now() < end, "connection not closed");
+    }
+}
+
 /// Waits until lockd has closed `s` (EOF or a reset), skipping replies.
 fn wait_closed(s: &mut UnixStream) {
     let end = Instant::now() + WAIT;
     let mut buf = [0u8; 4096];
     loop {
         match s.read(&mut buf) {
-            Ok(0) | Err(_) => return,
+            Ok(0) => return,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                panic!("connection not closed")
+            }
+            Err(_) => return,
             Ok(_) => assert!(Instant::now() < end, "connection not closed"),
         }
     }
@@ -172,7 +241,7 @@ fn wait_closed(s: &mut UnixStream) {
 fn descriptor_exhaustion_does_not_spin_or_flood_the_log() {
     let d = SharedDisk::new("abuse-nofile", "vg1", 2);
     let l = spawn("abuse-nofile", Some(48));
-    let flood: Vec<UnixStream> = (0..300).map(|_| UnixStream::connect(l.sock()).unwrap()).collect();
+    let flood: Vec<UnixStream> = (0..300).filter_map(|_| connect_nonblocking(&l.sock())).collect();
     let s = l.status_eventually();
     assert_eq!(s.host_id, 1);
     l.assert_quiet("descriptors exhausted");
@@ -296,22 +365,26 @@ fn stalled_silent_and_malformed_clients() {
     let mut deaf = l.raw();
     deaf.set_nonblocking(true).unwrap();
     let status = encode(&Request::Status);
-    let end = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < end {
+    // Until both directions are full: lockd is then blocked writing a reply.
+    let (mut blocked_since, end) = (None, Instant::now() + WAIT);
+    while blocked_since.is_none_or(|t: Instant| t.elapsed() < Duration::from_millis(500)) {
         match deaf.write(&status) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Ok(_) => blocked_since = None,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                blocked_since.get_or_insert_with(Instant::now);
+                std::thread::sleep(Duration::from_millis(10));
+            }
             Err(e) => panic!("{e}"),
         }
+        assert!(Instant::now() < end, "lockd keeps reading a client that never reads");
     }
-    deaf.set_nonblocking(false).unwrap();
 
     l.assert_quiet("stalled clients");
     assert!(matches!(l.host.call(&Request::Status), Ok(Response::Status(_))));
     wait_closed(&mut silent);
     wait_closed(&mut partial);
     wait_closed(&mut half_prefix);
-    wait_closed(&mut deaf);
+    wait_hangup(&deaf);
     assert!(matches!(l.host.call(&Request::Status), Ok(Response::Status(_))));
     assert!(l.log_size() < LOG_BUDGET);
 }
