@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Fuzzes each target for SECONDS (default 300) on one core, then adds the new inputs that reach
+# new coverage to corpus/<target> (libFuzzer -merge=1: the named seeds stay). Works on stable
+# Rust (RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags).
+#   ./run.sh [SECONDS] [TARGET...]      targets: lockd_request wdmd_request (default: both)
+# Env: CORE (CPU to pin to, default 1), MAXLEN (input size cap, default 4096),
+# NOBUILD=1 (use binaries already built).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here"
+secs=${1:-300}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(lockd_request wdmd_request)
+core=${CORE:-1}
+maxlen=${MAXLEN:-4096}
+bin=$here/target/x86_64-unknown-linux-gnu/release
+
+if [ -z "${NOBUILD:-}" ]; then
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    RUSTC_BOOTSTRAP=1 cargo fuzz build -a
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for t in "${targets[@]}"; do
+    mkdir -p "artifacts/$t" "$work/$t"
+    log=$here/artifacts/$t.log
+    start=$(date +%s)
+    rc=0
+    /usr/bin/time -f "cpu_seconds %U user %S sys" -o "$work/time" \
+        taskset -c "$core" "$bin/$t" -max_total_time="$secs" -max_len="$maxlen" -timeout=10 \
+        -rss_limit_mb=2048 -dict=daemons.dict -print_final_stats=1 \
+        -artifact_prefix="artifacts/$t/" "$work/$t" "corpus/$t" >"$log" 2>&1 || rc=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    echo "$t: exit $rc, $(($(date +%s) - start)) s wall, $(tail -1 "$work/time"), ${execs:-?} execs" | tee -a "$here/artifacts/summary.log"
+    if [ "$rc" != 0 ]; then
+        echo "$t: crash, see $log and artifacts/$t/" >&2
+        continue
+    fi
+    taskset -c "$core" "$bin/$t" -merge=1 -max_len="$maxlen" "corpus/$t" "$work/$t" >>"$log" 2>&1
+    echo "$t: corpus $(ls "corpus/$t" | wc -l) files, $(cat "corpus/$t"/* | wc -c) bytes" | tee -a "$here/artifacts/summary.log"
+done
