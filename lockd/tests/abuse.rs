@@ -430,6 +430,20 @@ fn private_run_dir_and_records() {
         assert!(!out.status.success(), "{err}");
         assert!(err.contains("permission denied") && err.contains("root"), "{err}");
         assert!(!err.contains("not running"), "{err}");
+        // Past the file modes, SO_PEERCRED: the daemon's own refusal is what the client prints.
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(l.sock(), std::fs::Permissions::from_mode(0o666)).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_lockd"))
+            .args(["status", "--config"])
+            .arg(&l.host.config)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains("permission denied: lockd serves root only, and uid 65534 is not root"), "{err}");
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
     } else {
         eprintln!("not root: the non-root client is not exercised");
     }
