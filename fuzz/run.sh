@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Fuzzes each target for SECONDS (default 300) on one core, then adds the new inputs that reach
-# new coverage to corpus/<target> (libFuzzer -merge=1: the named seeds stay). Works on stable
-# Rust (RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags).
+# Fuzzes each target for SECONDS (default 300) on one core, then minimises what it found into
+# corpus/<target>, keeping the named seeds of make-seeds.py. Works on stable Rust
+# (RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags).
 #   ./run.sh [SECONDS] [TARGET...]      targets: lockd_request wdmd_request (default: both)
 # Env: CORE (CPU to pin to, default 1), MAXLEN (input size cap, default 4096),
 # NOBUILD=1 (use binaries already built).
@@ -39,6 +39,12 @@ for t in "${targets[@]}"; do
         echo "$t: crash, see $log and artifacts/$t/" >&2
         continue
     fi
-    taskset -c "$core" "$bin/$t" -merge=1 -max_len="$maxlen" "corpus/$t" "$work/$t" >>"$log" 2>&1
+    # The named seeds stay; the fuzzer's inputs (content-hash names) are replaced by a small set
+    # reaching every edge reached (set-cover merge on edges only).
+    mkdir -p "$work/$t.min"
+    taskset -c "$core" "$bin/$t" -set_cover_merge=1 -use_counters=0 -max_len="$maxlen" \
+        "$work/$t.min" "corpus/$t" "$work/$t" >>"$log" 2>&1
+    find "corpus/$t" -type f -regextype egrep -regex '.*/[0-9a-f]{40}' -delete
+    cp -n "$work/$t.min"/* "corpus/$t/"
     echo "$t: corpus $(ls "corpus/$t" | wc -l) files, $(cat "corpus/$t"/* | wc -c) bytes" | tee -a "$here/artifacts/summary.log"
 done
