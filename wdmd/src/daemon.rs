@@ -62,6 +62,8 @@ pub struct Daemon {
     last_close_armed: Option<Duration>,
     /// Log lines about refused expiries: a looping client must not flood the log.
     refusals: RateLimit,
+    /// Registered clients allowed: [`protocol::MAX_CLIENTS`], fewer with a low open-file limit.
+    max_clients: usize,
 }
 
 fn err(kind: ErrorKind, message: impl Into<String>) -> Response {
@@ -133,6 +135,7 @@ impl Daemon {
             last_keepalive: None,
             last_close_armed: None,
             refusals: RateLimit::new(REFUSAL_LOG_INTERVAL),
+            max_clients: protocol::MAX_CLIENTS,
         };
         let failing = d.failing(now);
         if !failing.is_empty() {
@@ -261,6 +264,11 @@ impl Daemon {
         id
     }
 
+    /// Lowers the number of clients that may register (the server's share of descriptors).
+    pub fn limit_clients(&mut self, max: usize) {
+        self.max_clients = max.min(protocol::MAX_CLIENTS);
+    }
+
     /// Whether the connection is a registered client (the server keeps unregistered ones on a
     /// shorter leash).
     pub fn is_registered(&self, conn: ConnId) -> bool {
@@ -308,12 +316,12 @@ impl Daemon {
                 if let Err(e) = protocol::check_name(&name) {
                     return err(ErrorKind::BadRequest, e);
                 }
-                let count = self.clients.len();
+                let (count, max) = (self.clients.len(), self.max_clients);
                 let adopted = match self.clients.get_mut(&name) {
-                    None if count >= protocol::MAX_CLIENTS => {
+                    None if count >= max => {
                         return err(
                             ErrorKind::TooManyClients,
-                            format!("wdmd has {count} clients, its limit; client {name} not registered"),
+                            format!("wdmd has {count} clients, its limit of {max}; client {name} not registered"),
                         );
                     }
                     None => {

@@ -105,7 +105,11 @@ impl Logs {
 
 struct Server {
     conns: HashMap<ConnId, Conn>,
-    /// Places for unregistered connections, from MAX_UNREGISTERED and the open-file limit.
+    /// Connections the open-file limit allows, [`FD_HEADROOM`] left over.
+    conn_budget: usize,
+    /// Places for unregistered connections that registered clients cannot take: a quarter of
+    /// the budget, at most [`MAX_UNREGISTERED`]. Places registered clients leave free may be
+    /// used too, up to [`MAX_UNREGISTERED`].
     unregistered_cap: usize,
     backoff: Backoff,
     accept_paused_until: Option<Duration>,
@@ -169,8 +173,8 @@ pub fn run(cfg: &ServerConfig, wd: Box<dyn Watchdog>, ready: impl FnOnce(&Daemon
             return Err(e);
         }
     };
-    let mut server = Server::new();
-    info!(socket = %sock.display(), unregistered_places = server.unregistered_cap, "listening");
+    let mut server = Server::new(&mut daemon);
+    info!(socket = %sock.display(), connections = server.conn_budget, "listening");
     ready(&daemon);
     let res = server.serve(&mut daemon, &listener, &sigfd);
     if res.is_err() {
@@ -183,8 +187,11 @@ pub fn run(cfg: &ServerConfig, wd: Box<dyn Watchdog>, ready: impl FnOnce(&Daemon
 }
 
 impl Server {
-    /// Sizes the unregistered places to the open-file limit, with its files already open.
-    fn new() -> Server {
+    /// Sizes the places to the open-file limit, with its own files already open: registered
+    /// clients may take all but a quarter (at most [`MAX_UNREGISTERED`]) of them, which stays
+    /// for `wdmd status` and clients about to register. [`FD_HEADROOM`] stays free, so saving
+    /// the expiries never fails for want of a descriptor.
+    fn new(daemon: &mut Daemon) -> Server {
         let nofile = match limits::raise_nofile(NOFILE_WANTED) {
             Ok(n) => n,
             Err(e) => {
@@ -192,18 +199,22 @@ impl Server {
                 NOFILE_WANTED
             }
         };
-        let budget = nofile.saturating_sub(limits::open_fds() + FD_HEADROOM);
-        let unregistered_cap = (budget as usize).clamp(1, MAX_UNREGISTERED);
+        let conn_budget = (nofile.saturating_sub(limits::open_fds() + FD_HEADROOM) as usize).max(2);
+        let unregistered_cap = (conn_budget / 4).clamp(1, MAX_UNREGISTERED);
+        let max_clients = (conn_budget - unregistered_cap).min(protocol::MAX_CLIENTS);
+        daemon.limit_clients(max_clients);
         if nofile < NOFILE_WANTED {
             warn!(
                 nofile,
                 wanted = NOFILE_WANTED,
+                clients = max_clients,
                 unregistered_places = unregistered_cap,
-                "open-file limit below what wdmd's connection limits need; clients beyond it cannot connect"
+                "open-file limit below what wdmd's connection limits need: fewer places"
             );
         }
         Server {
             conns: HashMap::new(),
+            conn_budget,
             unregistered_cap,
             backoff: Backoff::default(),
             accept_paused_until: None,
@@ -389,11 +400,12 @@ impl Server {
             return;
         }
         let unregistered = self.conns.values().filter(|c| !c.registered).count();
-        if unregistered >= self.unregistered_cap {
+        let free = self.conn_budget.saturating_sub(self.conns.len() - unregistered).min(MAX_UNREGISTERED);
+        let places = free.max(self.unregistered_cap);
+        if unregistered >= places {
             let why = format!(
-                "wdmd keeps {} places for connections that are not registered clients, and all were taken; this one \
-                 was idle longest",
-                self.unregistered_cap
+                "wdmd has {places} places for connections that are not registered clients, and all were taken; this \
+                 one was idle longest"
             );
             self.evict_one(daemon, &why);
         }

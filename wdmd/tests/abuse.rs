@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use lease::clock::clock_monotonic;
-use wdmd::client::Client;
+use wdmd::client::{Client, ClientError};
 use wdmd::protocol::{self, ErrorKind, Request, Response};
 
 const W: u32 = 3;
@@ -225,6 +225,38 @@ fn descriptor_exhaustion_does_not_spin_or_flood_the_log() {
     }
     drop(flood);
     w.assert_quiet("after the flood");
+}
+
+/// RLIMIT_NOFILE lowered, and registered clients until wdmd refuses one: the refusal is clear,
+/// every registered client still sets its expiry (saving it needs a descriptor), `wdmd status`
+/// still gets in, no busy loop, a small log.
+#[test]
+fn registrations_up_to_the_descriptor_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = spawn(dir.path(), Some(40));
+    let mut clients = Vec::new();
+    let refusal = loop {
+        let name = format!("lockd_lvm_vg{}:1:1", clients.len());
+        let mut c = Client::connect(&w.run_dir).unwrap();
+        match c.register(&name, W) {
+            Ok(()) => clients.push(c),
+            Err(ClientError::Daemon { kind: ErrorKind::TooManyClients, message }) => break message,
+            Err(e) => panic!("{e}\n{}", w.log_text()),
+        }
+        assert!(clients.len() <= 40, "more clients than descriptors");
+    };
+    assert!(refusal.contains("limit"), "{refusal}");
+    assert!(clients.len() >= 10, "only {} clients", clients.len());
+    let r = clock_monotonic();
+    for c in &mut clients {
+        c.set_expiry(r, r + Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}\n{}", w.log_text()));
+    }
+    let st = Client::connect(&w.run_dir).unwrap().status().unwrap();
+    assert_eq!(st.clients.len(), clients.len());
+    w.assert_quiet("every client place taken");
+    for c in &mut clients {
+        c.clear().unwrap();
+    }
 }
 
 /// A client that sends requests and never reads the replies, then an oversized frame and more
