@@ -12,8 +12,7 @@
 //! (write a temporary file, rename) but not fsynced: a daemon's crash keeps the page cache, and
 //! what a machine crash loses belongs to a boot that is over anyway.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -100,11 +99,15 @@ pub struct StateDir {
     pub dir: PathBuf,
 }
 
-/// Replaces `path` with `body` so that a reader sees the old or the new content, never a mix.
+/// Replaces `path` with `body` so that a reader sees the old or the new content, never a mix;
+/// mode 0600 (the records name every lease this host holds, and where).
 fn replace(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    File::create(&tmp)?.write_all(body)?;
-    fs::rename(&tmp, path)
+    wdmd::limits::replace_private(path, body)
+}
+
+/// Creates `dir` (0700), or tightens an existing one of ours.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    wdmd::limits::private_dir(dir)
 }
 
 fn remove_if_there(r: std::io::Result<()>) -> std::io::Result<()> {
@@ -116,8 +119,13 @@ fn remove_if_there(r: std::io::Result<()>) -> std::io::Result<()> {
 
 impl StateDir {
     pub fn new(run_dir: &Path) -> std::io::Result<StateDir> {
+        private_dir(run_dir)?;
         let dir = run_dir.join("state");
-        fs::create_dir_all(&dir)?;
+        private_dir(&dir)?;
+        // Records written by an older lockd may be world-readable.
+        for p in json_files(&dir) {
+            tighten(&p)?;
+        }
         Ok(StateDir { dir })
     }
 
@@ -145,7 +153,7 @@ impl StateDir {
         let path = self.lock_path(vg, offset);
         match lock {
             Some(l) => {
-                fs::create_dir_all(self.locks_dir(vg))?;
+                private_dir(&self.locks_dir(vg))?;
                 replace(&path, &serde_json::to_vec(l).expect("state always serializes"))
             }
             None => remove_if_there(fs::remove_file(path)),
@@ -190,6 +198,16 @@ impl StateDir {
         }
         locks
     }
+}
+
+/// Gives a record of ours mode 0600.
+fn tighten(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let md = fs::symlink_metadata(p)?;
+    if md.is_file() && md.mode() & 0o077 != 0 {
+        fs::set_permissions(p, fs::Permissions::from_mode(wdmd::limits::STATE_FILE_MODE))?;
+    }
+    Ok(())
 }
 
 /// The `*.json` files of `dir`, sorted (none if it cannot be read).
@@ -257,6 +275,15 @@ mod tests {
         sd.save_lock("vg1", 68 << 20, Some(&lv_lock)).unwrap();
         // Another generation's record (a stop that did not finish) is never restored.
         sd.save_lock("vg1", 65 << 20, Some(&lock(6, Resource::Gl))).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dir), 0o700);
+            assert_eq!(mode(&sd.dir), 0o700);
+            assert_eq!(mode(&sd.dir.join("lvm_vg1.locks")), 0o700);
+            assert_eq!(mode(&sd.dir.join("lvm_vg1.json")), 0o600);
+            assert_eq!(mode(&sd.dir.join("lvm_vg1.locks/68157440.json")), 0o600);
+        }
         std::fs::write(sd.dir.join("lvm_bad.json"), b"{").unwrap();
         let (good, bad) = sd.load_all();
         assert_eq!(good, vec![Recorded { lockspace: s.clone(), locks: vec![vg_lock.clone(), lv_lock] }]);

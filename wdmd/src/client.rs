@@ -40,6 +40,9 @@ pub enum ClientError {
 impl std::fmt::Display for ClientError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            ClientError::Connect { path, source } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                write!(f, "permission denied on {}: wdmd serves root only", path.display())
+            }
             ClientError::Connect { path, source } => {
                 write!(f, "cannot connect to wdmd at {}: {source}", path.display())
             }
@@ -87,7 +90,14 @@ impl Client {
 
     /// One raw round trip.
     pub fn request(&mut self, req: &Request) -> Result<Response, ClientError> {
-        protocol::write_frame(&mut self.stream, req).map_err(ClientError::Io)?;
+        if let Err(e) = protocol::write_frame(&mut self.stream, req) {
+            // wdmd may have refused the connection (not root, no room) and closed it: its
+            // reply says why, which the broken pipe does not.
+            return match protocol::read_frame(&mut self.stream) {
+                Ok(Response::Error { kind, message }) => Err(ClientError::Daemon { kind, message }),
+                _ => Err(ClientError::Io(e)),
+            };
+        }
         Ok(protocol::read_frame(&mut self.stream)?)
     }
 

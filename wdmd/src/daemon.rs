@@ -17,10 +17,14 @@ use lease::timeouts::{Timeouts, DEFAULT_IO_TIMEOUT_SECS};
 use tracing::{debug, error, info, warn};
 
 use crate::device::Watchdog;
+use crate::limits::RateLimit;
 use crate::protocol::{self, ClientStatus, ErrorKind, Request, Response, Status, Times};
 use crate::state::{SavedClient, StateFile};
 
 pub type ConnId = u64;
+
+/// At most one log line per this interval about refused expiries.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 struct Client {
@@ -56,10 +60,38 @@ pub struct Daemon {
     recheck_at: Option<Duration>,
     last_keepalive: Option<Duration>,
     last_close_armed: Option<Duration>,
+    /// Log lines about refused expiries: a looping client must not flood the log.
+    refusals: RateLimit,
+    /// Registered clients allowed: [`protocol::MAX_CLIENTS`], fewer with a low open-file limit.
+    max_clients: usize,
 }
 
 fn err(kind: ErrorKind, message: impl Into<String>) -> Response {
     Response::Error { kind, message: message.into() }
+}
+
+/// Refuses times no real lease produces: an expiry or renewal further ahead of `now` than
+/// [`protocol::max_expiry_ahead`]. An expiry in the past is accepted: it fences at once, which
+/// is what it asks for.
+fn check_times(renewal_ms: u64, expiry_ms: u64, now: Duration) -> Result<(), String> {
+    let limit = now + protocol::max_expiry_ahead();
+    let limit_ms = protocol::to_ms(limit);
+    if expiry_ms > limit_ms {
+        return Err(format!(
+            "expiry {} is more than {} s ahead of wdmd's clock ({}): no lease lasts that long",
+            secs(protocol::from_ms(expiry_ms)),
+            protocol::max_expiry_ahead().as_secs(),
+            secs(now)
+        ));
+    }
+    if renewal_ms > limit_ms {
+        return Err(format!(
+            "renewal time {} is in the future (now {})",
+            secs(protocol::from_ms(renewal_ms)),
+            secs(now)
+        ));
+    }
+    Ok(())
 }
 
 fn secs(d: Duration) -> String {
@@ -102,6 +134,8 @@ impl Daemon {
             recheck_at: None,
             last_keepalive: None,
             last_close_armed: None,
+            refusals: RateLimit::new(REFUSAL_LOG_INTERVAL),
+            max_clients: protocol::MAX_CLIENTS,
         };
         let failing = d.failing(now);
         if !failing.is_empty() {
@@ -230,6 +264,17 @@ impl Daemon {
         id
     }
 
+    /// Lowers the number of clients that may register (the server's share of descriptors).
+    pub fn limit_clients(&mut self, max: usize) {
+        self.max_clients = max.min(protocol::MAX_CLIENTS);
+    }
+
+    /// Whether the connection is a registered client (the server keeps unregistered ones on a
+    /// shorter leash).
+    pub fn is_registered(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.client.is_some())
+    }
+
     /// The connection closed. Its client stays if its expiry is set: it will expire.
     pub fn disconnect(&mut self, conn: ConnId) {
         let Some(c) = self.conns.remove(&conn) else { return };
@@ -271,7 +316,14 @@ impl Daemon {
                 if let Err(e) = protocol::check_name(&name) {
                     return err(ErrorKind::BadRequest, e);
                 }
+                let (count, max) = (self.clients.len(), self.max_clients);
                 let adopted = match self.clients.get_mut(&name) {
+                    None if count >= max => {
+                        return err(
+                            ErrorKind::TooManyClients,
+                            format!("wdmd has {count} clients, its limit of {max}; client {name} not registered"),
+                        );
+                    }
                     None => {
                         self.clients.insert(name.clone(), Client { pid, conn: Some(conn), times: Times::default() });
                         info!(client = %name, pid, "registered");
@@ -305,6 +357,12 @@ impl Daemon {
                 let Some(name) = registered else {
                     return err(ErrorKind::NotRegistered, "register first");
                 };
+                if let Err(e) = check_times(renewal_ms, expiry_ms, now) {
+                    if let Some(left_out) = self.refusals.allow(now) {
+                        warn!(client = %name, pid, left_out, "refused: {e}");
+                    }
+                    return err(ErrorKind::ExpiryOutOfRange, e);
+                }
                 let c = self.clients.get_mut(&name).expect("a registered connection has its client");
                 if (c.times.expiry_ms == 0) != (expiry_ms == 0) {
                     info!(client = %name, renewal = %secs(protocol::from_ms(renewal_ms)),

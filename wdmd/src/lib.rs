@@ -12,12 +12,14 @@
 //! - [`state`]: the expiries saved in the run directory for a wdmd restart.
 //! - [`server`]: socket, signals and the poll loop that drives [`daemon::Daemon`].
 //! - [`client`]: the blocking client lockd uses.
+//! - [`limits`]: what a client may cost either daemon (shared with lockd).
 
 pub mod cli;
 pub mod client;
 pub mod daemon;
 pub mod device;
 pub mod frame;
+pub mod limits;
 pub mod logging;
 pub mod protocol;
 pub mod server;

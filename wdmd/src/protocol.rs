@@ -18,6 +18,18 @@ pub const MAX_NAME: usize = 128;
 pub const SOCKET_NAME: &str = "wdmd.sock";
 /// The default run directory.
 pub const DEFAULT_RUN_DIR: &str = "/run/wdmd";
+/// Most registered clients (lockd registers one per started lockspace; a restarted lockd's
+/// orphaned entries count until they are taken over or cleared).
+pub const MAX_CLIENTS: usize = 512;
+
+/// How far ahead of wdmd's clock an expiry may be: 8N for the largest N a delta lease can
+/// carry (`MAX_IO_TIMEOUT_SECS`, 255 s: 34 min). A client reports `renewal + 8N` with the
+/// renewal in the past, so an honest expiry is never further; a larger one (u64::MAX) would
+/// only switch fencing off for that client. The fire timeout plays no part in the expiry.
+pub fn max_expiry_ahead() -> Duration {
+    let t = lease::timeouts::Timeouts::new(lease::timeouts::MAX_IO_TIMEOUT_SECS, 1).expect("the largest N is valid");
+    t.renewal_fail()
+}
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -69,6 +81,14 @@ pub enum ErrorKind {
     /// The change applies, but could not be recorded in the run directory, so a wdmd restart
     /// would forget it.
     StateNotSaved,
+    /// An expiry (or renewal time) further ahead of wdmd's clock than any real lease can be
+    /// (see [`max_expiry_ahead`]): it would mean "never fence".
+    ExpiryOutOfRange,
+    /// wdmd already has [`MAX_CLIENTS`] clients.
+    TooManyClients,
+    /// This connection was closed to make room: it was idle and not registered, and the
+    /// daemon's share of such connections was full. Reconnect and send the request at once.
+    TooManyConnections,
 }
 
 /// A client's last reported times (ms, CLOCK_MONOTONIC).

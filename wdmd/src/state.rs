@@ -74,13 +74,10 @@ impl StateFile {
 
     /// Replaces the file atomically (write, rename). No fsync: only a wdmd crash must be
     /// survived, and the page cache does; a power loss resets the host anyway.
+    /// Mode 0600, like the directory's 0700: the expiries are root's business only.
     pub fn save(&self, clients: &[SavedClient]) -> io::Result<()> {
-        use std::io::Write;
         let saved = Saved { boot_id: self.boot_id.clone(), clients: clients.to_vec() };
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec(&saved).expect("state serializes"))?;
-        std::fs::rename(&tmp, &self.path)
+        crate::limits::replace_private(&self.path, &serde_json::to_vec(&saved).expect("state serializes"))
     }
 
     /// Only when no client has an expiry (clean shutdown).
@@ -107,6 +104,8 @@ mod tests {
         ];
         st.save(&c).unwrap();
         assert_eq!(st.load().unwrap(), c[..1]);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(st.path()).unwrap().permissions().mode() & 0o777, 0o600);
         let other = StateFile { path: st.path.clone(), boot_id: "another boot".into() };
         assert!(other.load().unwrap().is_empty());
         std::fs::write(st.path(), b"garbage").unwrap();
