@@ -171,7 +171,8 @@ pub enum ErrorCode {
     PermissionDenied,
     /// The VG's lockspace is not started here (lvmlockd's ENOLS).
     NoLockspace,
-    /// The lockspace is being started or stopped.
+    /// The lockspace is being started or stopped, or lockd has as many connections as it
+    /// serves and none it may close (try again later).
     Busy,
     /// Held by another host (or another command here); `holders` says by whom.
     Conflict,
