@@ -48,6 +48,9 @@ LOCKD = {
     "init-lv": {"op": "init_lv", "vg": "vg1", "lv_uuid": "Zm9v-YmFy-dXVp-ZA", "area": None},
     "free-lv": {"op": "free_lv", "vg": "vg1", "lv_uuid": "Zm9v-YmFy-dXVp-ZA", "offset": 67 << 20, "area": AREA},
     "vg-update": {"op": "vg_update", "vg": "vg1", "version": 42},
+    "gl-enable": {"op": "gl_enable", "vg": "vg1"},
+    "gl-disable": {"op": "gl_disable", "vg": "vg1"},
+    "repair": {"op": "repair", "vg": "vg1", "keep": ["Zm9v-YmFy-dXVp-ZA"]},
     "status": {"op": "status"},
 }
 
