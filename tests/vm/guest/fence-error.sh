@@ -11,15 +11,16 @@
 . "$(dirname "$0")/lib.sh"
 N=2 W=10
 disk=$(the_disk)
-lockd_host 1 "$N" "$W"
 log=$SANLVM_SHARED/$SANLVM_VM.lockd.log
 
 # The PV: a linear DM device over the whole disk; once the VG exists, the lvmlock LV's part of it
-# goes through a device of its own (leasepart), which the test can break alone.
+# goes through a device of its own (leasepart), which the test can break alone. It is the one
+# device lvtool and lockd read (the disk under it carries the same label).
+modprobe dm_mod
 sectors=$(blockdev --getsz "$disk")
 dmsetup create pvdisk --table "0 $sectors linear $disk 0"
 pv=/dev/mapper/pvdisk
-sed -i "s|^devices = .*|devices = [\"$pv\"]|" "$LVM_CONF"
+lockd_host 1 "$N" "$W" "$pv"
 t lvt vgcreate --shared fe "$pv"
 t lvt vgchange --lock-start fe
 t lvt lvcreate -L 8M -n lv1 fe

@@ -100,11 +100,13 @@ LVM_CONF=$LOCKD_HOME/lvmlocal.toml
 LVTOOL=$LOCKD_HOME/bin/lvtool
 LOCKD_PID='' WDMD_PID=''
 
-# lockd_host HOST_ID [IO_TIMEOUT] [FIRE_TIMEOUT]: config, wdmd, lockd; host_name is nodeHOST_ID.
+# lockd_host HOST_ID [IO_TIMEOUT] [FIRE_TIMEOUT] [PV]: config, wdmd, lockd; host_name is
+# nodeHOST_ID; the config's `devices` is PV (default: the scenario disk). lockd reads where the
+# leases are from the metadata on those devices, so PV must be set before it starts.
 # W is the i6300esb's timeout (wdmd programs it); host_dead = 8N+W (default 8*2+10 = 26 s).
 lockd_host() {
-    local id=$1 n=${2:-2} w=${3:-10} disk log=$SANLVM_SHARED/$SANLVM_VM
-    disk=$(the_disk)
+    local id=$1 n=${2:-2} w=${3:-10} disk=${4:-} log=$SANLVM_SHARED/$SANLVM_VM
+    [ -n "$disk" ] || disk=$(the_disk)
     mkdir -p "$LOCKD_HOME"
     cat >"$LVM_CONF" <<EOC
 host_id = $id
