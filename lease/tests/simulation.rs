@@ -120,6 +120,19 @@ fn violation_report_names_seed_step_and_recent_events() {
     assert!(o.trace.iter().any(|l| l.contains("ACQUIRED")));
 }
 
+/// Seed 3965373 with 8 hosts, as `simulate --seed 3965373 --hosts 8` runs it (N=3 mixed, W=20,
+/// one host_id shared by two hosts): h0 wrote its record, stalled 46 s and declared itself
+/// owner on an unchanged re-read 8N after its write, while h1, which had watched that record
+/// for 8N+W, took the host_id too (see `delta_rules`: the acquire confirmation limit).
+#[test]
+fn regression_late_delta_confirmation_seed_3965373() {
+    let mut cfg = SimConfig::with_fault(3965373, "none").unwrap();
+    cfg.hosts = 8;
+    let o = sim::run(cfg);
+    assert!(o.violation.is_none(), "{}", report(&o));
+    assert!(o.stats.delta_acquires > 0 && o.stats.stalls > 0, "{:?}", o.stats);
+}
+
 // Regressions the simulator found, pinned with single injected I/O failures.
 
 mod convert_failures {
