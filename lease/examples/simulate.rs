@@ -38,6 +38,8 @@ struct Args {
 
 /// The soak's default host counts: from the smallest lockspace to a crowded one.
 const SOAK_HOSTS: (usize, usize) = (2, 16);
+/// A long soak reports progress (on stderr) every this many seeds.
+const SOAK_PROGRESS_SEEDS: usize = 1000;
 /// One thread per core of a small build machine.
 const SOAK_THREADS: usize = 2;
 
@@ -247,7 +249,15 @@ fn soak(args: &Args, budget: u64) -> ExitCode {
                 let Some(&(seed, hosts)) = plan.get(i) else { return };
                 let cfg = config(args, seed, Some(hosts)).expect("checked while planning");
                 let o = sim::run(cfg.clone());
-                host_seconds.fetch_add(o.host_seconds, Ordering::Relaxed);
+                let total = host_seconds.fetch_add(o.host_seconds, Ordering::Relaxed) + o.host_seconds;
+                if (i + 1).is_multiple_of(SOAK_PROGRESS_SEEDS) && !args.quiet {
+                    eprintln!(
+                        "soak: {} of {} seeds, {total} host-seconds, {:.0}s",
+                        i + 1,
+                        plan.len(),
+                        started.elapsed().as_secs_f64()
+                    );
+                }
                 if let Some(v) = &o.violation {
                     let _guard = out.lock().unwrap_or_else(|e| e.into_inner());
                     for line in &o.trace {
