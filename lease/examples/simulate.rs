@@ -4,12 +4,13 @@
 //!     [--fault NAME] [--duration SECS] [--trace] [--quiet]
 //! cargo run --release -p lease --example simulate -- --seed N      (one seed, trace printed)
 //! cargo run --release -p lease --example simulate -- --soak HOST_SECONDS [--hosts-range A..B]
-//!     [--threads T] [--seed-start S] [--fault NAME] [--duration SECS]
+//!     [--threads T] [--seed-start S] [--fault NAME[,NAME...]] [--duration SECS]
 //!
 //! Ends with `simulated: seeds=K host_seconds=X violations=V`. A failing seed prints its trace
 //! and the command that reproduces it.
 //!
-//! `--soak` walks seeds from S, seed S+k with host count A + k mod (B-A+1), until the planned
+//! `--soak` walks seeds from S, seed S+k with host count A + k mod (B-A+1) and, when several
+//! faults are named, the next fault after each sweep of host counts, until the planned
 //! simulated host-seconds (hosts × duration per seed) reach HOST_SECONDS. The seed list
 //! depends only on the arguments, and each seed runs alone on one of T threads, so a soak is
 //! the same soak however its threads interleave.
@@ -92,7 +93,7 @@ fn parse() -> Result<Args, String> {
                 return Err(format!(
                     "usage: simulate [--seed-start S --seeds K | --seed N] [--hosts H] [--fault NAME] \
                      [--duration SECS] [--trace] [--echo] [--quiet]\n       simulate --soak HOST_SECONDS \
-                     [--hosts-range A..B] [--threads T] [--seed-start S] [--fault NAME] [--duration SECS]\n\
+                     [--hosts-range A..B] [--threads T] [--seed-start S] [--fault NAME[,NAME...]] [--duration SECS]\n\
                      faults: none, stress, {}",
                     sim::FAULT_NAMES.join(", ")
                 ))
@@ -117,7 +118,7 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let (mut host_seconds, mut violations) = (0u64, 0u64);
     for seed in args.seed_start..args.seed_start + args.seeds {
-        let mut cfg = match config(&args, seed, args.hosts) {
+        let mut cfg = match config(&args, seed, args.hosts, &args.fault) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("{e}");
@@ -146,7 +147,7 @@ fn main() -> ExitCode {
                     timing_summary(&cfg),
                     cfg.protocol,
                     cfg.disk.ordered_writes,
-                    reproduce(&args, seed, cfg.hosts)
+                    reproduce(&args, seed, cfg.hosts, &args.fault)
                 );
             }
             None if !args.quiet => {
@@ -194,8 +195,8 @@ fn main() -> ExitCode {
 }
 
 /// One seed's configuration, as both modes build it.
-fn config(args: &Args, seed: u64, hosts: Option<usize>) -> Result<SimConfig, String> {
-    let mut cfg = SimConfig::with_fault(seed, &args.fault)?;
+fn config(args: &Args, seed: u64, hosts: Option<usize>, fault: &str) -> Result<SimConfig, String> {
+    let mut cfg = SimConfig::with_fault(seed, fault)?;
     if let Some(h) = hosts {
         cfg.hosts = h.max(2);
     }
@@ -206,10 +207,10 @@ fn config(args: &Args, seed: u64, hosts: Option<usize>) -> Result<SimConfig, Str
 }
 
 /// The command line that runs one seed alone, with its trace.
-fn reproduce(args: &Args, seed: u64, hosts: usize) -> String {
+fn reproduce(args: &Args, seed: u64, hosts: usize, fault: &str) -> String {
     let mut c = format!("cargo run --release -p lease --example simulate -- --seed {seed} --hosts {hosts}");
-    if args.fault != "none" {
-        c += &format!(" --fault {}", args.fault);
+    if fault != "none" {
+        c += &format!(" --fault {fault}");
     }
     if let Some(d) = args.duration {
         c += &format!(" --duration {d}");
@@ -221,13 +222,15 @@ fn reproduce(args: &Args, seed: u64, hosts: usize) -> String {
 fn soak(args: &Args, budget: u64) -> ExitCode {
     let (lo, hi) = args.hosts_range;
     let span = (hi - lo + 1) as u64;
-    // The seed list, fixed before anything runs: (seed, hosts).
+    let faults: Vec<&str> = args.fault.split(',').collect();
+    // The seed list, fixed before anything runs: (seed, hosts, fault).
     let mut plan = Vec::new();
     let mut planned = 0u64;
     while planned < budget {
         let k = plan.len() as u64;
         let (seed, hosts) = (args.seed_start + k, lo + (k % span) as usize);
-        let cfg = match config(args, seed, Some(hosts)) {
+        let fault = faults[(k / span) as usize % faults.len()];
+        let cfg = match config(args, seed, Some(hosts), fault) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("{e}");
@@ -235,19 +238,19 @@ fn soak(args: &Args, budget: u64) -> ExitCode {
             }
         };
         planned += hosts as u64 * cfg.duration.as_secs().max(1);
-        plan.push((seed, hosts));
+        plan.push((seed, hosts, fault));
     }
     let started = Instant::now();
     let next = AtomicUsize::new(0);
     let host_seconds = AtomicU64::new(0);
-    let failures: Mutex<Vec<(u64, usize, String)>> = Mutex::new(Vec::new());
+    let failures: Mutex<Vec<(u64, usize, &str, String)>> = Mutex::new(Vec::new());
     let out = Mutex::new(());
     std::thread::scope(|s| {
         for _ in 0..args.threads {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&(seed, hosts)) = plan.get(i) else { return };
-                let cfg = config(args, seed, Some(hosts)).expect("checked while planning");
+                let Some(&(seed, hosts, fault)) = plan.get(i) else { return };
+                let cfg = config(args, seed, Some(hosts), fault).expect("checked while planning");
                 let o = sim::run(cfg.clone());
                 let total = host_seconds.fetch_add(o.host_seconds, Ordering::Relaxed) + o.host_seconds;
                 if (i + 1).is_multiple_of(SOAK_PROGRESS_SEEDS) && !args.quiet {
@@ -269,9 +272,9 @@ fn soak(args: &Args, budget: u64) -> ExitCode {
                         v.at.as_secs_f64(),
                         v.what,
                         timing_summary(&cfg),
-                        reproduce(args, seed, hosts)
+                        reproduce(args, seed, hosts, fault)
                     );
-                    failures.lock().unwrap_or_else(|e| e.into_inner()).push((seed, hosts, v.what.clone()));
+                    failures.lock().unwrap_or_else(|e| e.into_inner()).push((seed, hosts, fault, v.what.clone()));
                 }
             });
         }
@@ -280,8 +283,8 @@ fn soak(args: &Args, budget: u64) -> ExitCode {
     let host_seconds = host_seconds.into_inner();
     let mut failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
     failures.sort();
-    for (seed, hosts, what) in &failures {
-        println!("FAILED seed {seed} hosts {hosts}: {what}\n  reproduce: {}", reproduce(args, *seed, *hosts));
+    for (seed, hosts, fault, what) in &failures {
+        println!("FAILED seed {seed} hosts {hosts}: {what}\n  reproduce: {}", reproduce(args, *seed, *hosts, fault));
     }
     println!(
         "soak: seeds {}..={} hosts {lo}..={hi} fault={} threads={} wall {wall:.1}s, {:.0} host-seconds per wall second",
