@@ -214,8 +214,10 @@ pub async fn acquire<D: Disk, C: Clock>(
     loop {
         let (base, based_on_read, short_delay) = match own.take() {
             // Only we wrote this record since we took it over, and nobody holds anything under
-            // it: a new write needs no owner wait, only the race check against a twin. Its
-            // io_timeout is ours, so the 2N wait is ours too.
+            // it: a new write needs no owner wait, only the race check against a twin. A twin
+            // that read the record before our first write has landed by our first re-read
+            // (which waited 2N of that record's N); any later one read our record, so it times
+            // us with our N, and our own 2N wait is the one that catches it.
             Some((record, read_issued)) => (record, read_issued, timeouts.delta_short_delay()),
             None => {
                 let read_issued = clock.now();
