@@ -94,7 +94,7 @@ fn parse() -> Result<Args, String> {
                     "usage: simulate [--seed-start S --seeds K | --seed N] [--hosts H] [--fault NAME] \
                      [--duration SECS] [--trace] [--echo] [--quiet]\n       simulate --soak HOST_SECONDS \
                      [--hosts-range A..B] [--threads T] [--seed-start S] [--fault NAME[,NAME...]] [--duration SECS]\n\
-                     faults: none, stress, {}",
+                     faults: none, stress, stalls, {}",
                     sim::FAULT_NAMES.join(", ")
                 ))
             }

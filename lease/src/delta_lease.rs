@@ -81,6 +81,8 @@ pub struct ProtocolFaults {
     pub skip_delta_large_delay: bool,
     /// Delta acquire: take the fast rejoin on our own name even within the same boot.
     pub ignore_boot_id: bool,
+    /// Delta acquire: count a confirmation however late it comes after our write.
+    pub ignore_confirm_limit: bool,
     /// Paxos acquire: treat a held resource as free without the owner liveness wait.
     pub skip_owner_liveness: bool,
 }
@@ -285,7 +287,7 @@ pub async fn acquire<D: Disk, C: Clock>(
         // (a stall, or a 2N wait of a record with a much longer io_timeout) would hand wdmd an
         // expiry too late for the watchdog to reset us before then. Such a round does not
         // count; the record is still ours, so write it again and confirm again.
-        if clock.now().saturating_sub(write_issued) > timeouts.delta_confirm_limit() {
+        if clock.now().saturating_sub(write_issued) > timeouts.delta_confirm_limit() && !faults.ignore_confirm_limit {
             restarts += 1;
             if restarts > MAX_STALE_RESTARTS {
                 return Err(LeaseError::Invalid(

@@ -100,6 +100,28 @@ fn catches_timed_out_writes_overtaking_newer_ones() {
 }
 
 #[test]
+fn catches_delta_acquire_confirmed_after_its_expiry() {
+    // Without the confirmation limit an acquirer that stalls between its write and re-read
+    // declares itself owner after its own expiry, while a twin that watched its record for
+    // 8N+W takes the host_id too.
+    let runs = (40..60).map(|seed| {
+        let mut cfg = SimConfig::with_fault(seed, "ignore_confirm_limit").unwrap();
+        cfg.hosts = 2;
+        cfg.duration = Duration::from_secs(400);
+        sim::run(cfg)
+    });
+    let o = runs.into_iter().find(|o| o.violation.is_some()).expect("a violation");
+    let what = &o.violation.as_ref().unwrap().what;
+    assert!(what.starts_with("(c) host_id 1"), "{what}");
+    // The same scenario with the limit keeps every invariant.
+    let mut cfg = SimConfig::with_fault(o.seed, "ignore_confirm_limit").unwrap();
+    cfg.hosts = 2;
+    cfg.protocol.ignore_confirm_limit = false;
+    let kept = sim::run(cfg);
+    assert!(kept.violation.is_none(), "{}", report(&kept));
+}
+
+#[test]
 fn same_seed_same_trace() {
     let a = run(7, "stress", 300);
     let b = run(7, "stress", 300);

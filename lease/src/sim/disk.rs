@@ -381,6 +381,14 @@ impl World {
             self.stats.io_timeouts += 1;
         }
         self.log(Ev::IoDone { io: id, by, write, err: result.as_ref().err().map(|e| e.to_string()) });
+        // The host stalls just as its write completes: between an acquire's write and its
+        // re-read, or a renewal's write and the expiry it reports. (No draw when off, so
+        // other scenarios keep their runs.)
+        let p = self.cfg.host.stall_after_write;
+        if write && by.host < self.hosts.len() && p > 0.0 && self.rng.chance(p) {
+            let d = self.long_stall_for(by.host);
+            self.stall(by.host, d);
+        }
         self.disk.done.insert(id, result);
         if let Some(w) = self.disk.wakers.remove(&id) {
             w.wake();
