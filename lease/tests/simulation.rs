@@ -155,6 +155,19 @@ fn regression_late_delta_confirmation_seed_3965373() {
     assert!(o.stats.delta_acquires > 0 && o.stats.stalls > 0, "{:?}", o.stats);
 }
 
+/// Seed 10001445 with 13 hosts (`simulate --seed 10001445 --hosts 13`): a failed up-conversion
+/// decided a lease version, the host's release then wrote its older dblock back and erased
+/// that ballot, and a host whose first read predated the decision won the same version again
+/// over a newer leader: r0 exclusive on one host, shared on another (see `paxos_rules`).
+#[test]
+fn regression_erased_ballot_seed_10001445() {
+    let mut cfg = SimConfig::with_fault(10001445, "none").unwrap();
+    cfg.hosts = 13;
+    let o = sim::run(cfg);
+    assert!(o.violation.is_none(), "{}", report(&o));
+    assert!(o.stats.converts > 0, "{:?}", o.stats);
+}
+
 // Regressions the simulator found, pinned with single injected I/O failures.
 
 mod convert_failures {
