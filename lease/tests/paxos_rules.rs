@@ -551,3 +551,70 @@ fn ballot_for_a_version_the_leader_already_has_loses() {
         }
     }
 }
+
+/// A MemDisk whose `fail_at`-th I/O (1-based) fails with EIO, writing nothing.
+struct FailAt {
+    disk: MemDisk,
+    count: std::cell::Cell<u32>,
+    fail_at: u32,
+}
+
+impl FailAt {
+    fn fails_now(&self) -> bool {
+        self.count.set(self.count.get() + 1);
+        self.count.get() == self.fail_at
+    }
+}
+
+impl lease::diskio::Disk for FailAt {
+    fn logical_sector_size(&self) -> Option<u32> {
+        None
+    }
+    fn read(
+        &self,
+        o: u64,
+        l: usize,
+        t: Duration,
+    ) -> impl std::future::Future<Output = Result<lease::diskio::AlignedBuf, lease::diskio::IoError>> {
+        let r = if self.fails_now() { Err(lease::diskio::IoError::Os(5)) } else { block_on(self.disk.read(o, l, t)) };
+        std::future::ready(r)
+    }
+    fn write(
+        &self,
+        o: u64,
+        d: lease::diskio::AlignedBuf,
+        t: Duration,
+    ) -> impl std::future::Future<Output = Result<(), lease::diskio::IoError>> {
+        let r = if self.fails_now() { Err(lease::diskio::IoError::Os(5)) } else { block_on(self.disk.write(o, d, t)) };
+        std::future::ready(r)
+    }
+}
+
+#[test]
+fn ballot_failing_in_phase_2_releases_its_own_dblock() {
+    // I/Os of a free acquire: area read, phase 1 write, read, phase 2 write, read (fails here).
+    const PHASE_2_READ: u32 = 5;
+    let w = world(1);
+    let r = resource(0);
+    let before = w.leader(&r);
+    let faulty = FailAt { disk: w.disk.clone(), count: std::cell::Cell::new(0), fail_at: PHASE_2_READ };
+    let base = w.ctx(1, None);
+    let ctx = PaxosCtx {
+        disk: &faulty,
+        clock: base.clock,
+        timeouts: base.timeouts,
+        lockspace: base.lockspace,
+        host_id: 1,
+        generation: base.generation,
+        hosts: None,
+        faults: base.faults,
+    };
+    let opts = AcquireOptions { mode: Mode::Exclusive, wait_for_owner: false };
+    assert!(block_on(paxos_lease::acquire(&ctx, &r, opts)).is_err());
+    let d = dblock(&w, &r, 1);
+    // Released at the version another host would commit our value for, with the accepted
+    // value still there: the ballot's own dblock, not the older one it started from.
+    assert!(d.released());
+    assert_eq!(d.lver, before.lver + 1, "{d:?}");
+    assert!(d.bal != 0 && d.inp == 1, "{d:?}");
+}
