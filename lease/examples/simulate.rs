@@ -10,8 +10,8 @@
 //! and the command that reproduces it.
 //!
 //! `--soak` walks seeds from S, seed S+k with host count A + k mod (B-A+1) and, when several
-//! faults are named, the next fault after each sweep of host counts, until the planned
-//! simulated host-seconds (hosts × duration per seed) reach HOST_SECONDS. The seed list
+//! faults are named, the next fault after each sweep of host counts, until the
+//! simulated host-seconds (hosts × time simulated, summed) reach HOST_SECONDS. The seed list
 //! depends only on the arguments, and each seed runs alone on one of T threads, so a soak is
 //! the same soak however its threads interleave.
 
@@ -223,63 +223,68 @@ fn soak(args: &Args, budget: u64) -> ExitCode {
     let (lo, hi) = args.hosts_range;
     let span = (hi - lo + 1) as u64;
     let faults: Vec<&str> = args.fault.split(',').collect();
-    // The seed list, fixed before anything runs: (seed, hosts, fault).
-    let mut plan = Vec::new();
-    let mut planned = 0u64;
-    while planned < budget {
-        let k = plan.len() as u64;
-        let (seed, hosts) = (args.seed_start + k, lo + (k % span) as usize);
-        let fault = faults[(k / span) as usize % faults.len()];
-        let cfg = match config(args, seed, Some(hosts), fault) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::from(2);
-            }
-        };
-        // A run ends at its last event, short of its duration by less than a second.
-        planned += hosts as u64 * cfg.duration.as_secs().saturating_sub(1).max(1);
-        plan.push((seed, hosts, fault));
-    }
+    // The seed list: (seed, hosts, fault) for k = 0, 1, ... Planned in rounds, each enough
+    // for what the budget still lacks by plan; a run that ends early (at its last event, or a
+    // violation) leaves the rest to the next round. Each round is a function of the ones
+    // before it, so the whole list depends only on the arguments.
+    let mut plan: Vec<(u64, usize, &str)> = Vec::new();
     let started = Instant::now();
-    let next = AtomicUsize::new(0);
     let host_seconds = AtomicU64::new(0);
     let failures: Mutex<Vec<(u64, usize, &str, String)>> = Mutex::new(Vec::new());
     let out = Mutex::new(());
-    std::thread::scope(|s| {
-        for _ in 0..args.threads {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&(seed, hosts, fault)) = plan.get(i) else { return };
-                let cfg = config(args, seed, Some(hosts), fault).expect("checked while planning");
-                let o = sim::run(cfg.clone());
-                let total = host_seconds.fetch_add(o.host_seconds, Ordering::Relaxed) + o.host_seconds;
-                if (i + 1).is_multiple_of(SOAK_PROGRESS_SEEDS) && !args.quiet {
-                    eprintln!(
-                        "soak: {} of {} seeds, {total} host-seconds, {:.0}s",
-                        i + 1,
-                        plan.len(),
-                        started.elapsed().as_secs_f64()
-                    );
+    while host_seconds.load(Ordering::Relaxed) < budget && failures.lock().map(|f| f.is_empty()).unwrap_or(false) {
+        let round_start = plan.len();
+        let mut planned = host_seconds.load(Ordering::Relaxed);
+        while planned < budget {
+            let k = plan.len() as u64;
+            let (seed, hosts) = (args.seed_start + k, lo + (k % span) as usize);
+            let fault = faults[(k / span) as usize % faults.len()];
+            let cfg = match config(args, seed, Some(hosts), fault) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
                 }
-                if let Some(v) = &o.violation {
-                    let _guard = out.lock().unwrap_or_else(|e| e.into_inner());
-                    for line in &o.trace {
-                        println!("{line}");
-                    }
-                    println!(
-                        "seed {seed}: VIOLATION at step {} t={:.6}s: {}\n  config: hosts={hosts} {}\n  reproduce: {}",
-                        v.step,
-                        v.at.as_secs_f64(),
-                        v.what,
-                        timing_summary(&cfg),
-                        reproduce(args, seed, hosts, fault)
-                    );
-                    failures.lock().unwrap_or_else(|e| e.into_inner()).push((seed, hosts, fault, v.what.clone()));
-                }
-            });
+            };
+            planned += hosts as u64 * cfg.duration.as_secs().max(1);
+            plan.push((seed, hosts, fault));
         }
-    });
+        let next = AtomicUsize::new(round_start);
+        std::thread::scope(|s| {
+            for _ in 0..args.threads {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(seed, hosts, fault)) = plan.get(i) else { return };
+                    let cfg = config(args, seed, Some(hosts), fault).expect("checked while planning");
+                    let o = sim::run(cfg.clone());
+                    let total = host_seconds.fetch_add(o.host_seconds, Ordering::Relaxed) + o.host_seconds;
+                    if (i + 1).is_multiple_of(SOAK_PROGRESS_SEEDS) && !args.quiet {
+                        eprintln!(
+                            "soak: {} of {} seeds, {total} host-seconds, {:.0}s",
+                            i + 1,
+                            plan.len(),
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                    if let Some(v) = &o.violation {
+                        let _guard = out.lock().unwrap_or_else(|e| e.into_inner());
+                        for line in &o.trace {
+                            println!("{line}");
+                        }
+                        println!(
+                            "seed {seed}: VIOLATION at step {} t={:.6}s: {}\n  config: hosts={hosts} {}\n  reproduce: {}",
+                            v.step,
+                            v.at.as_secs_f64(),
+                            v.what,
+                            timing_summary(&cfg),
+                            reproduce(args, seed, hosts, fault)
+                        );
+                        failures.lock().unwrap_or_else(|e| e.into_inner()).push((seed, hosts, fault, v.what.clone()));
+                    }
+                });
+            }
+        });
+    }
     let wall = started.elapsed().as_secs_f64();
     let host_seconds = host_seconds.into_inner();
     let mut failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
