@@ -2,7 +2,8 @@
 //! simulated shared disk (latency, reordering, EIO, timeouts, late, lost and torn writes,
 //! crashes, daemon restarts, stalls, watchdog resets, clean leaves) and checks the safety
 //! invariants after every step. Seeds are fixed, so every run is the same run; heavier runs:
-//! `cargo run --release -p lease --example simulate -- --seed-start 0 --seeds 2000`.
+//! `cargo run --release -p lease --example simulate -- --soak 10000000 --fault none,stress,stalls`
+//! (10^7 simulated host-seconds over 2 to 16 hosts).
 
 use std::time::Duration;
 
