@@ -366,9 +366,7 @@ async fn acquire_inner<D: Disk, C: Clock>(
                         // Another host may still commit our value; mark it released so they
                         // do not wait for us. Best effort: the error is what we report. A
                         // converting holder keeps its shared mark: it still holds shared.
-                        // The dblock this ballot wrote, not the older one it started from:
-                        // that names the version they would commit, and ours never goes back.
-                        let mut d = written.get().unwrap_or(prev);
+                        let mut d = prev;
                         d.flags |= DBLOCK_FL_RELEASED;
                         let _ = write_host_sector(ctx, area, &mut d, keep_mode(ctx, converting), Some(written)).await;
                     }
