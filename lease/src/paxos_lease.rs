@@ -12,8 +12,8 @@
 //!   or a late commit and a new value could both win.
 //! - A held resource is taken only when its owner's delta lease is free, has a newer
 //!   generation, or stayed unchanged for the owner's host_dead (its watchdog has reset it).
-//! - Our dblock never goes back to an older (lver, mbal): it is our part of every ballot's
-//!   evidence. A failed up-conversion leaves its ballot's dblock in the hold, so the later
+//! - A held resource's dblock never goes back to an older (lver, mbal): it is our part of
+//!   every ballot's evidence. A failed up-conversion leaves its ballot's dblock in the hold, so the later
 //!   release or down-conversion writes that one released, not the one we acquired with; an
 //!   older dblock would erase the proof that a version was decided, and a ballot that read
 //!   the area before that decision could then win the same version with another value.

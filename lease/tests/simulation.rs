@@ -169,6 +169,21 @@ fn regression_erased_ballot_seed_10001445() {
     assert!(o.stats.converts > 0, "{:?}", o.stats);
 }
 
+/// Seeds 20010460 (9 hosts) and 20011436 (13 hosts) under `stress`, 600 s: a ballot that
+/// failed in phase 2 marked its own dblock released at the new version; another host took
+/// the lease on that mark, and the first host's next acquire found its value committed and
+/// took the same version: two exclusive holders. The marker names the older dblock again.
+#[test]
+fn regression_released_mark_then_reclaimed_stress_seeds() {
+    for (seed, hosts) in [(20010460, 9), (20011436, 13)] {
+        let mut cfg = SimConfig::with_fault(seed, "stress").unwrap();
+        cfg.hosts = hosts;
+        cfg.duration = Duration::from_secs(600);
+        let o = sim::run(cfg);
+        assert!(o.violation.is_none(), "{}", report(&o));
+    }
+}
+
 // Regressions the simulator found, pinned with single injected I/O failures.
 
 mod convert_failures {
