@@ -14,6 +14,10 @@
 //! - Between reading a record and writing over it at most N may pass ([`STALE_READ_LIMIT_IO`]);
 //!   a slower step restarts, so a stalled acquirer cannot overwrite a lease that changed hands
 //!   after its read.
+//! - Acquire counts only if its confirming re-read completes within 7N of issuing its write
+//!   ([`Timeouts::delta_confirm_limit`]): that write is the lease's first renewal, so peers
+//!   may take the host_id 8N+W after it, and wdmd must learn the expiry (write + 8N) before it
+//!   passes for the watchdog to reset us first. A late round writes the record again.
 //! - A renewal write is never issued when it could complete after our 8N expiry: peers may
 //!   then have stopped watching for it, and our watchdog fires on the old expiry anyway.
 //! - A corrupt record is an error, never free.
@@ -30,7 +34,8 @@ use crate::timeouts::Timeouts;
 
 /// How many io_timeouts may pass between issuing a read and issuing the write that relies on it.
 pub const STALE_READ_LIMIT_IO: u32 = 1;
-/// Restarts of an acquire whose read went stale before giving up.
+/// Restarts of an acquire whose read went stale, or whose confirmation came too late
+/// ([`Timeouts::delta_confirm_limit`]), before giving up.
 pub const MAX_STALE_RESTARTS: u32 = 3;
 
 /// Where a lockspace lives.
@@ -76,6 +81,8 @@ pub struct ProtocolFaults {
     pub skip_delta_large_delay: bool,
     /// Delta acquire: take the fast rejoin on our own name even within the same boot.
     pub ignore_boot_id: bool,
+    /// Delta acquire: count a confirmation however late it comes after our write.
+    pub ignore_confirm_limit: bool,
     /// Paxos acquire: treat a held resource as free without the owner liveness wait.
     pub skip_owner_liveness: bool,
 }
@@ -201,25 +208,45 @@ pub async fn acquire<D: Disk, C: Clock>(
     area.check_host_id(me.host_id)?;
     let stale_limit = timeouts.io() * STALE_READ_LIMIT_IO;
     let mut restarts = 0;
+    // Set after a confirmation that came too late: our own record exactly as the re-read found
+    // it, and when that re-read was issued. The next round writes over it at once.
+    let mut own: Option<(LeaderRecord, Duration)> = None;
+    // The path of the last round that read the record (what the returned lease rests on).
+    let mut path_taken = None;
     loop {
-        let read_issued = clock.now();
-        let (sector, found) = read_sector(disk, area, me.host_id, timeouts).await?;
-        let peer = timeouts.for_peer(found.io_timeout);
-        let path = acquire_path(&found, &sector, me, faults);
-        let (base, based_on_read) = if path == AcquirePath::WaitedForOwner && !faults.skip_delta_large_delay {
-            clock.sleep(peer.delta_large_delay()).await;
-            let reread_issued = clock.now();
-            let (_, now_found) = read_sector(disk, area, me.host_id, timeouts).await?;
-            // Unchanged: its owner has been silent for 8N+W and is reset. Freed meanwhile: fine.
-            if now_found.to_bytes() != found.to_bytes() && now_found.timestamp != 0 {
-                return Err(LeaseError::HostIdBusy {
-                    owner_name: now_found.resource_name.as_str_lossy(),
-                    owner_generation: now_found.owner_generation,
-                });
+        let (base, based_on_read, short_delay) = match own.take() {
+            // Only we wrote this record since we took it over, and nobody holds anything under
+            // it: a new write needs no owner wait, only the race check against a twin. A twin
+            // that read the record before our first write has landed by our first re-read
+            // (which waited 2N of that record's N); any later one read our record, so it times
+            // us with our N, and our own 2N wait is the one that catches it.
+            Some((record, read_issued)) => (record, read_issued, timeouts.delta_short_delay()),
+            None => {
+                let read_issued = clock.now();
+                let (sector, found) = read_sector(disk, area, me.host_id, timeouts).await?;
+                let peer = timeouts.for_peer(found.io_timeout);
+                let path = acquire_path(&found, &sector, me, faults);
+                path_taken = Some(path);
+                // A live writer of this host_id (misconfigured twin) renews within 2N of its
+                // own N; we do not know its N, so wait for the larger of ours and the record's.
+                let short_delay = timeouts.delta_short_delay().max(peer.delta_short_delay());
+                if path == AcquirePath::WaitedForOwner && !faults.skip_delta_large_delay {
+                    clock.sleep(peer.delta_large_delay()).await;
+                    let reread_issued = clock.now();
+                    let (_, now_found) = read_sector(disk, area, me.host_id, timeouts).await?;
+                    // Unchanged: its owner has been silent for 8N+W and is reset. Freed
+                    // meanwhile: fine.
+                    if now_found.to_bytes() != found.to_bytes() && now_found.timestamp != 0 {
+                        return Err(LeaseError::HostIdBusy {
+                            owner_name: now_found.resource_name.as_str_lossy(),
+                            owner_generation: now_found.owner_generation,
+                        });
+                    }
+                    (now_found, reread_issued, short_delay)
+                } else {
+                    (found, read_issued, short_delay)
+                }
             }
-            (now_found, reread_issued)
-        } else {
-            (found, read_issued)
         };
 
         let mut leader = base;
@@ -243,10 +270,10 @@ pub async fn acquire<D: Disk, C: Clock>(
         }
         disk.write(area.sector_offset(me.host_id), out.clone(), timeouts.io()).await.map_err(LeaseError::Write)?;
 
+        let mut reread_issued = None;
         if !faults.skip_delta_short_delay {
-            // A live writer of this host_id (misconfigured twin) renews within 2N of its own N;
-            // we do not know its N, so wait for the larger of ours and the record's.
-            clock.sleep(timeouts.delta_short_delay().max(peer.delta_short_delay())).await;
+            clock.sleep(short_delay).await;
+            reread_issued = Some(clock.now());
             let (now_sector, now_found) = read_sector(disk, area, me.host_id, timeouts).await?;
             if now_sector[..] != out[..] {
                 return Err(LeaseError::HostIdBusy {
@@ -254,6 +281,21 @@ pub async fn acquire<D: Disk, C: Clock>(
                     owner_generation: now_found.owner_generation,
                 });
             }
+        }
+        // Our write is the lease's first renewal: peers that saw it may take the host_id
+        // 8N+W after it was issued. Learning that we own it later than the confirmation limit
+        // (a stall, or a 2N wait of a record with a much longer io_timeout) would hand wdmd an
+        // expiry too late for the watchdog to reset us before then. Such a round does not
+        // count; the record is still ours, so write it again and confirm again.
+        if clock.now().saturating_sub(write_issued) > timeouts.delta_confirm_limit() && !faults.ignore_confirm_limit {
+            restarts += 1;
+            if restarts > MAX_STALE_RESTARTS {
+                return Err(LeaseError::Invalid(
+                    "delta acquire: confirmations keep coming too late (host too slow)".into(),
+                ));
+            }
+            own = reread_issued.map(|at| (leader, at));
+            continue;
         }
         let lease = DeltaLease {
             area: *area,
@@ -264,7 +306,7 @@ pub async fn acquire<D: Disk, C: Clock>(
             last_success: write_issued,
             maybe_written: Vec::new(),
         };
-        return Ok((lease, path));
+        return Ok((lease, path_taken.expect("the first round reads the record")));
     }
 }
 

@@ -12,12 +12,21 @@
 //!   or a late commit and a new value could both win.
 //! - A held resource is taken only when its owner's delta lease is free, has a newer
 //!   generation, or stayed unchanged for the owner's host_dead (its watchdog has reset it).
+//! - A held resource's dblock never goes back to an older (lver, mbal): it is our part of
+//!   every ballot's evidence. A failed up-conversion leaves its ballot's dblock in the hold, so the later
+//!   release or down-conversion writes that one released, not the one we acquired with; an
+//!   older dblock would erase the proof that a version was decided, and a ballot that read
+//!   the area before that decision could then win the same version with another value.
+//! - A ballot whose phase 1 or phase 2 read shows the leader at its lver or beyond has lost:
+//!   that version is decided, whatever the dblocks still show.
 //! - A corrupt leader or dblock is an error, never free.
 //! - Shared holders are marked only in their mode blocks, written *before* the short-hold leader
 //!   is released, so an exclusive acquirer's phase 1 always sees them.
 //! - Release writes the leader only if we wrote it: a leader committed by someone else on our
 //!   behalf is released through our RELEASED dblock instead. A RELEASED dblock at the leader's
 //!   lver frees the lease for others even when the leader still names its owner.
+
+use std::cell::Cell;
 
 use crate::clock::{monotime_secs, Clock};
 use crate::delta_lease::{verify_sector, LockspaceArea, ProtocolFaults};
@@ -212,16 +221,24 @@ async fn write_leader<D: Disk>(
     disk.write(area.offset, out, timeouts.io()).await.map_err(LeaseError::Write)
 }
 
-/// Writes our host sector: dblock and mode block together (one sector, one I/O).
+/// The newest dblock an acquire has issued to our sector (landed or maybe landing).
+type Written = Cell<Option<PaxosDblock>>;
+
+/// Writes our host sector: dblock and mode block together (one sector, one I/O). `written`
+/// remembers it as issued: from then on it may be on disk, whatever the outcome.
 async fn write_host_sector<D, C>(
     ctx: &PaxosCtx<'_, D, C>,
     area: &ResourceArea,
     dblock: &mut PaxosDblock,
     mode: ModeBlock,
+    written: Option<&Written>,
 ) -> Result<(), LeaseError>
 where
     D: Disk,
 {
+    if let Some(w) = written {
+        w.set(Some(*dblock));
+    }
     let mut out = AlignedBuf::zeroed(area.geometry.sector_bytes());
     dblock.encode(&mut out[..DBLOCK_LEN]);
     mode.encode(&mut out);
@@ -255,7 +272,7 @@ pub async fn acquire<D: Disk, C: Clock>(
     area: &ResourceArea,
     opts: AcquireOptions,
 ) -> Result<HeldResource, LeaseError> {
-    acquire_inner(ctx, area, opts, None).await
+    acquire_inner(ctx, area, opts, None, &Cell::new(None)).await
 }
 
 /// `converting`: our current shared hold, carried through every dblock write of the ballot.
@@ -264,6 +281,7 @@ async fn acquire_inner<D: Disk, C: Clock>(
     area: &ResourceArea,
     opts: AcquireOptions,
     converting: Option<&HeldResource>,
+    written: &Written,
 ) -> Result<HeldResource, LeaseError> {
     ctx.lockspace.check_host_id(ctx.host_id)?;
     let mut short_hold_retries = 0;
@@ -314,7 +332,16 @@ async fn acquire_inner<D: Disk, C: Clock>(
                         // Someone committed our value for us; the shared holders are ours to
                         // check, since that host did not act on its phase 1 for us.
                         let shared = read_resource(ctx.disk, area, ctx.timeouts).await?.shared_holders(ctx.host_id);
-                        return finish_acquire(ctx, area, opts, converting, now, prev, shared).await;
+                        return finish_acquire(
+                            ctx,
+                            area,
+                            opts,
+                            converting,
+                            now,
+                            BallotWon { dblock: prev, shared },
+                            written,
+                        )
+                        .await;
                     }
                     return Err(LeaseError::Owned { owner_id: now.owner_id, owner_generation: now.owner_generation });
                 }
@@ -323,7 +350,7 @@ async fn acquire_inner<D: Disk, C: Clock>(
                 }
             }
             first = false;
-            match run_ballot(ctx, area, next_lver, our_mbal, prev, converting.is_some()).await {
+            match run_ballot(ctx, area, next_lver, our_mbal, prev, converting.is_some(), written).await {
                 Ok(b) => break b,
                 Err(BallotEnd::Lost(d)) => {
                     prev = d;
@@ -341,7 +368,7 @@ async fn acquire_inner<D: Disk, C: Clock>(
                         // converting holder keeps its shared mark: it still holds shared.
                         let mut d = prev;
                         d.flags |= DBLOCK_FL_RELEASED;
-                        let _ = write_host_sector(ctx, area, &mut d, keep_mode(ctx, converting)).await;
+                        let _ = write_host_sector(ctx, area, &mut d, keep_mode(ctx, converting), Some(written)).await;
                     }
                     return Err(error);
                 }
@@ -366,13 +393,13 @@ async fn acquire_inner<D: Disk, C: Clock>(
         if let Err(e) = write_leader(ctx.disk, area, &mut new, ctx.timeouts).await {
             let mut d = chosen.dblock;
             d.flags |= DBLOCK_FL_RELEASED;
-            let _ = write_host_sector(ctx, area, &mut d, keep_mode(ctx, converting)).await;
+            let _ = write_host_sector(ctx, area, &mut d, keep_mode(ctx, converting), Some(written)).await;
             return Err(e);
         }
         if !ours {
             return Err(LeaseError::Other { owner_id: new.owner_id });
         }
-        return finish_acquire(ctx, area, opts, converting, new, chosen.dblock, chosen.shared).await;
+        return finish_acquire(ctx, area, opts, converting, new, chosen, written).await;
     }
 }
 
@@ -384,27 +411,28 @@ async fn finish_acquire<D: Disk, C: Clock>(
     opts: AcquireOptions,
     converting: Option<&HeldResource>,
     mut leader: LeaderRecord,
-    mut dblock: PaxosDblock,
-    shared: Vec<(u64, u64)>,
+    won: BallotWon,
+    written: &Written,
 ) -> Result<HeldResource, LeaseError> {
+    let BallotWon { mut dblock, shared } = won;
     if opts.mode == Mode::Exclusive {
         let live = clear_dead_shared(ctx, area, &shared).await?;
         if !live.is_empty() {
             // Give the leader back; a converting holder stays shared.
             let mut d = dblock;
             d.flags |= DBLOCK_FL_RELEASED;
-            write_host_sector(ctx, area, &mut d, keep_mode(ctx, converting)).await?;
+            write_host_sector(ctx, area, &mut d, keep_mode(ctx, converting), Some(written)).await?;
             release_leader(ctx, area, &leader).await?;
             return Err(LeaseError::SharedHeld { holders: live });
         }
         if converting.is_some() {
-            write_host_sector(ctx, area, &mut dblock, ModeBlock::default()).await?;
+            write_host_sector(ctx, area, &mut dblock, ModeBlock::default(), Some(written)).await?;
         }
         return Ok(HeldResource { area: *area, mode: Mode::Exclusive, lver: leader.lver, leader, dblock });
     }
     // Shared: mode block first, then free the leader, so an exclusive acquirer always sees us.
     dblock.flags |= DBLOCK_FL_RELEASED;
-    write_host_sector(ctx, area, &mut dblock, shared_mode(ctx.generation)).await?;
+    write_host_sector(ctx, area, &mut dblock, shared_mode(ctx.generation), Some(written)).await?;
     leader = release_leader(ctx, area, &leader).await?;
     Ok(HeldResource { area: *area, mode: Mode::Shared, lver: leader.lver, leader, dblock })
 }
@@ -566,6 +594,7 @@ async fn run_ballot<D: Disk, C: Clock>(
     mbal: u64,
     prev: PaxosDblock,
     carry_shared: bool,
+    written: &Written,
 ) -> Result<BallotWon, BallotEnd> {
     let mode = if carry_shared { shared_mode(ctx.generation) } else { ModeBlock::default() };
     let fail1 = |error| BallotEnd::Failed { error, phase2_started: false };
@@ -575,8 +604,12 @@ async fn run_ballot<D: Disk, C: Clock>(
     } else {
         PaxosDblock { mbal, lver: next_lver, ..Default::default() }
     };
-    write_host_sector(ctx, area, &mut dblock, mode).await.map_err(fail1)?;
+    write_host_sector(ctx, area, &mut dblock, mode, Some(written)).await.map_err(fail1)?;
     let view = read_resource(ctx.disk, area, ctx.timeouts).await.map_err(fail1)?;
+    if view.leader.lver >= next_lver {
+        // That version is decided already (our first read was older than this ballot).
+        return Err(BallotEnd::Lost(dblock));
+    }
     let shared = view.shared_holders(ctx.host_id);
     let mut best: Option<PaxosDblock> = None;
     for (i, d) in view.dblocks.iter().enumerate() {
@@ -610,8 +643,12 @@ async fn run_ballot<D: Disk, C: Clock>(
 
     // Phase 2: accept the value; it is chosen if nobody started a higher ballot meanwhile.
     let fail2 = |error| BallotEnd::Failed { error, phase2_started: true };
-    write_host_sector(ctx, area, &mut dblock, mode).await.map_err(fail2)?;
+    write_host_sector(ctx, area, &mut dblock, mode, Some(written)).await.map_err(fail2)?;
     let view = read_resource(ctx.disk, area, ctx.timeouts).await.map_err(fail2)?;
+    if view.leader.lver >= next_lver {
+        // Committed meanwhile: the caller reads the leader to see whether it is our value.
+        return Err(BallotEnd::Lost(dblock));
+    }
     for (i, d) in view.dblocks.iter().enumerate() {
         if i as u64 + 1 == ctx.host_id || d.lver < next_lver {
             continue;
@@ -630,7 +667,7 @@ pub async fn release<D: Disk, C: Clock>(ctx: &PaxosCtx<'_, D, C>, held: &HeldRes
     d.flags |= DBLOCK_FL_RELEASED;
     // Our sector: released dblock, no mode block. A failure here is not fatal for an
     // exclusive hold (the leader release below is what counts).
-    let sector = write_host_sector(ctx, area, &mut d, ModeBlock::default()).await;
+    let sector = write_host_sector(ctx, area, &mut d, ModeBlock::default(), None).await;
     if held.mode == Mode::Shared {
         return sector;
     }
@@ -662,16 +699,28 @@ pub async fn convert<D: Disk, C: Clock>(
             let mut d = held.dblock;
             d.flags |= DBLOCK_FL_RELEASED;
             held.mode = Mode::Shared;
-            write_host_sector(ctx, &held.area, &mut d, shared_mode(ctx.generation)).await?;
+            write_host_sector(ctx, &held.area, &mut d, shared_mode(ctx.generation), None).await?;
             let leader = release_leader(ctx, &held.area, &held.leader).await?;
             *held = HeldResource { mode: Mode::Shared, leader, dblock: d, ..held.clone() };
             Ok(())
         }
         _ => {
             let opts = AcquireOptions { mode: Mode::Exclusive, wait_for_owner: false };
-            let h = acquire_inner(ctx, &held.area, opts, Some(held)).await?;
-            *held = h;
-            Ok(())
+            let written = Cell::new(None);
+            match acquire_inner(ctx, &held.area, opts, Some(held), &written).await {
+                Ok(h) => {
+                    *held = h;
+                    Ok(())
+                }
+                Err(e) => {
+                    // Still shared, but our sector now holds (or may yet hold) the failed
+                    // ballot's dblock: a later release must not write the older one back.
+                    if let Some(d) = written.get() {
+                        held.dblock = d;
+                    }
+                    Err(e)
+                }
+            }
         }
     }
 }

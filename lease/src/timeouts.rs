@@ -90,6 +90,16 @@ impl Timeouts {
     pub fn delta_short_delay(self) -> Duration {
         secs(2 * self.io_timeout)
     }
+    /// Delta acquire: how long after issuing its write the confirming re-read may complete
+    /// for the acquire to count. That write is the lease's first renewal: its wdmd expiry is
+    /// write + 8N and peers that saw it may take the host_id at write + 8N + W. The watchdog
+    /// resets us by then only if wdmd learns the expiry before it passes, and a host learns it
+    /// owns the lease only when the re-read completes (a stall may delay that without bound).
+    /// One N before 8N, so the first renewal can still be issued: a later one could complete
+    /// after 8N ([`Timeouts::renewal_fail`]).
+    pub fn delta_confirm_limit(self) -> Duration {
+        self.renewal_fail() - self.io()
+    }
     /// How long a request/event bit stays set in our bitmap.
     pub fn set_bitmap(self) -> Duration {
         secs(6 * self.io_timeout)
@@ -170,6 +180,13 @@ mod tests {
                 assert!(t.delta_large_delay() >= t.host_dead(), "a reused host_id waits for its owner's reset");
                 assert!(t.renewal_interval() < t.renewal_fail(), "several renewals fit before failure");
                 assert!(t.delta_short_delay() >= t.renewal_interval(), "a live same-id writer renews within the wait");
+                // An acquire confirmed in time is told to wdmd before its expiry, with a renewal
+                // still possible; an undisturbed acquire (write, 2N, re-read) always fits.
+                assert!(t.delta_confirm_limit() + t.io() <= t.renewal_fail(), "confirmed before 8N");
+                assert!(
+                    t.io() + t.delta_short_delay() + t.io() <= t.delta_confirm_limit(),
+                    "write, wait 2N, re-read fits the confirmation limit"
+                );
             }
         }
     }

@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use lease::clock::Clock;
 use lease::delta_lease::{self, AcquirePath, DeltaLease, ProtocolFaults};
 use lease::diskio::{block_on, IoError};
 use lease::ondisk::{BootStamp, HostBitmap, LeaderRecord, LeaseKind, Name, LEADER_RECORD_LEN};
@@ -332,4 +333,84 @@ fn renewal_that_could_land_after_expiry_is_not_written() {
     let e = block_on(delta_lease::renew(&disk, &clock, &mut l, &HostBitmap::default(), timeouts())).unwrap_err();
     assert_eq!(e, LeaseError::Expired);
     assert_eq!(disk.writes.get(), w);
+}
+
+// A delta acquire counts only if its re-read confirms it within 7N of issuing its write
+// (`Timeouts::delta_confirm_limit`). Found by the simulator (seed 3965373, 8 hosts): a host
+// wrote its record, stalled 46 s, re-read it unchanged and declared itself owner 8N after its
+// write, while a peer that had watched the record for 8N+W took the host_id too.
+
+/// N = 1 s here: 8N = 8 s, the confirmation limit 7 s.
+const STALL_PAST_8N: u64 = 10;
+
+#[test]
+fn acquire_confirmed_after_8n_is_written_again() {
+    let (disk, clock) = setup();
+    let d2 = disk.clone();
+    let first_write = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let fw = first_write.clone();
+    let inner = clock.inner.clone();
+    let mut sleeps = 0;
+    clock.on_sleep(move |_| {
+        sleeps += 1;
+        if sleeps == 1 {
+            // During the 2N wait: remember what we wrote, then stall past 8N.
+            *fw.borrow_mut() = Some(d2.snapshot(2 * 512, 512));
+            inner.advance(secs(STALL_PAST_8N));
+        }
+    });
+    let start = clock.inner.now();
+    let (lease, path) = acquire(&disk, &clock, 3, "hostA", 1).unwrap();
+    let now = clock.inner.now();
+    assert_eq!(path, AcquirePath::Free);
+    assert!(
+        now - lease.last_success <= timeouts().delta_confirm_limit(),
+        "owner declared {:?} after the write its wdmd expiry counts from",
+        now - lease.last_success
+    );
+    assert!(lease.last_success > start + secs(STALL_PAST_8N), "the expiry counts from the second write");
+    // The stale round's record was replaced: a peer that watched it for 8N+W sees a change.
+    assert_ne!(first_write.borrow().as_deref(), Some(&disk.snapshot(2 * 512, 512)[..]));
+    assert_eq!(lease.generation, 2);
+    assert_eq!(disk.writes.get() - 2, 2, "one write per round");
+    assert_eq!(clock.slept(), secs(2 + 2), "the second round waits 2N, not 8N+W");
+}
+
+#[test]
+fn second_round_after_a_late_confirmation_still_detects_a_twin() {
+    let (disk, clock) = setup();
+    let d2 = disk.clone();
+    let inner = clock.inner.clone();
+    let mut sleeps = 0;
+    clock.on_sleep(move |_| {
+        sleeps += 1;
+        if sleeps == 1 {
+            inner.advance(secs(STALL_PAST_8N));
+        } else {
+            // A twin with the same host_id writes during the second round's 2N wait.
+            let mut twin = LeaderRecord::decode(&d2.snapshot(2 * 512, 512)).unwrap();
+            twin.resource_name = Name::new("twin").unwrap();
+            twin.owner_generation += 1;
+            let mut s = vec![0u8; 512];
+            twin.encode(&mut s[..LEADER_RECORD_LEN]);
+            d2.poke(2 * 512, &s);
+        }
+    });
+    assert!(matches!(acquire(&disk, &clock, 3, "hostA", 1), Err(LeaseError::HostIdBusy { .. })));
+    assert_eq!(disk.writes.get() - 2, 2, "the late round's record was written again");
+}
+
+#[test]
+fn record_with_a_longer_io_timeout_is_confirmed_within_our_8n() {
+    // The 2N wait follows the record's io_timeout when it is longer than ours: here 2 × 10 s,
+    // longer than our whole 8N. That round cannot count; the second waits our own 2N.
+    let disk = MemDisk::new(4 * MIB as usize);
+    block_on(delta_lease::init(&disk, &lockspace(), lease::timeouts::Timeouts::new(10, 10).unwrap())).unwrap();
+    let clock = HookClock::new();
+    let (lease, path) = acquire(&disk, &clock, 3, "hostA", 1).unwrap();
+    let now = clock.inner.now();
+    assert_eq!(path, AcquirePath::Free);
+    assert!(now - lease.last_success <= timeouts().delta_confirm_limit(), "{:?}", now - lease.last_success);
+    assert_eq!(clock.slept(), secs(20 + 2));
+    assert_eq!(record(&disk, 3).io_timeout, 1);
 }

@@ -431,3 +431,123 @@ fn released_dblock_of_an_older_lver_does_not_free_the_lease() {
     w.disk.poke(r.offset + 2 * 512, &sec);
     assert!(w.acquire(2, &r, Mode::Exclusive, false).is_ok());
 }
+
+// Found by the simulator (seed 10001445, 13 hosts): a failed up-conversion ran a ballot that
+// decided lver L; the host's later release wrote back the dblock it had acquired with (lver
+// L-2), erasing that ballot; another host whose first read predated L then won L again with
+// its own value and overwrote a newer leader: exclusive and shared holders at once.
+
+fn dblock(w: &World, r: &ResourceArea, id: u64) -> PaxosDblock {
+    PaxosDblock::decode(&w.dblock_sector(r, id)).unwrap()
+}
+
+#[test]
+fn our_dblock_never_goes_back_after_a_failed_up_conversion() {
+    let w = world(2);
+    let r = resource(0);
+    let mut h = w.acquire(1, &r, Mode::Shared, true).unwrap();
+    let _s2 = w.acquire(2, &r, Mode::Shared, true).unwrap();
+    let acquired_with = dblock(&w, &r, 1);
+    assert!(matches!(
+        block_on(paxos_lease::convert(&w.ctx(1, None), &mut h, Mode::Exclusive)),
+        Err(LeaseError::SharedHeld { .. })
+    ));
+    let ballot = dblock(&w, &r, 1);
+    assert!(ballot.lver > acquired_with.lver, "the conversion ran a ballot for a new version");
+    block_on(paxos_lease::release(&w.ctx(1, None), &h)).unwrap();
+    let released = dblock(&w, &r, 1);
+    assert!(released.released());
+    assert!(
+        (released.lver, released.mbal) >= (ballot.lver, ballot.mbal),
+        "release wrote an older dblock back: {released:?} after {ballot:?}"
+    );
+}
+
+/// A MemDisk that runs `hook` once, right after its first read completes.
+struct AfterFirstRead {
+    disk: MemDisk,
+    hook: std::cell::RefCell<Option<Box<dyn FnOnce()>>>,
+}
+
+impl lease::diskio::Disk for AfterFirstRead {
+    fn logical_sector_size(&self) -> Option<u32> {
+        None
+    }
+    fn read(
+        &self,
+        o: u64,
+        l: usize,
+        t: Duration,
+    ) -> impl std::future::Future<Output = Result<lease::diskio::AlignedBuf, lease::diskio::IoError>> {
+        let r = block_on(self.disk.read(o, l, t));
+        if let Some(hook) = self.hook.borrow_mut().take() {
+            hook();
+        }
+        std::future::ready(r)
+    }
+    fn write(
+        &self,
+        o: u64,
+        d: lease::diskio::AlignedBuf,
+        t: Duration,
+    ) -> impl std::future::Future<Output = Result<(), lease::diskio::IoError>> {
+        self.disk.write(o, d, t)
+    }
+}
+
+#[test]
+fn ballot_for_a_version_the_leader_already_has_loses() {
+    // Host 2 reads the area; before its ballot, host 1 acquires and releases the next
+    // version, and its dblock no longer shows that ballot (as an older release would leave
+    // it). The leader is the remaining proof: host 2 must not decide that version again.
+    let w = world(2);
+    let r = resource(0);
+    let before = w.leader(&r);
+    let (disk, clock) = (w.disk.clone(), w.clock.clone());
+    let gen1 = w.leases[0].generation;
+    let hooked = AfterFirstRead {
+        disk: w.disk.clone(),
+        hook: std::cell::RefCell::new(Some(Box::new(move || {
+            let ctx = PaxosCtx {
+                disk: &disk,
+                clock: &clock,
+                timeouts: timeouts(),
+                lockspace: lockspace(),
+                host_id: 1,
+                generation: gen1,
+                hosts: None,
+                faults: ProtocolFaults::default(),
+            };
+            let opts = AcquireOptions { mode: Mode::Exclusive, wait_for_owner: false };
+            let h = block_on(paxos_lease::acquire(&ctx, &resource(0), opts)).unwrap();
+            block_on(paxos_lease::release(&ctx, &h)).unwrap();
+            disk.poke(resource(0).offset + 2 * 512, &[0u8; 512]);
+        }))),
+    };
+    let base = w.ctx(2, None);
+    let ctx2 = PaxosCtx {
+        disk: &hooked,
+        clock: base.clock,
+        timeouts: base.timeouts,
+        lockspace: base.lockspace,
+        host_id: 2,
+        generation: base.generation,
+        hosts: None,
+        faults: base.faults,
+    };
+    let r2 = block_on(paxos_lease::acquire(&ctx2, &r, AcquireOptions { mode: Mode::Exclusive, wait_for_owner: false }));
+    let after = w.leader(&r);
+    assert!(after.lver > before.lver);
+    match r2 {
+        // Host 2 took the version after host 1's: fine.
+        Ok(h) => assert!(h.lver > before.lver + 1, "host 2 won host 1's version {}", h.lver),
+        Err(e) => {
+            assert!(matches!(e, LeaseError::Owned { owner_id: 1, .. }), "{e:?}");
+            assert_eq!(
+                (after.lver, after.owner_id, after.timestamp),
+                (before.lver + 1, 1, 0),
+                "leader left as released"
+            );
+        }
+    }
+}

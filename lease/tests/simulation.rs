@@ -2,7 +2,8 @@
 //! simulated shared disk (latency, reordering, EIO, timeouts, late, lost and torn writes,
 //! crashes, daemon restarts, stalls, watchdog resets, clean leaves) and checks the safety
 //! invariants after every step. Seeds are fixed, so every run is the same run; heavier runs:
-//! `cargo run --release -p lease --example simulate -- --seed-start 0 --seeds 2000`.
+//! `cargo run --release -p lease --example simulate -- --soak 10000000 --fault none,stress,stalls`
+//! (10^7 simulated host-seconds over 2 to 16 hosts).
 
 use std::time::Duration;
 
@@ -100,6 +101,28 @@ fn catches_timed_out_writes_overtaking_newer_ones() {
 }
 
 #[test]
+fn catches_delta_acquire_confirmed_after_its_expiry() {
+    // Without the confirmation limit an acquirer that stalls between its write and re-read
+    // declares itself owner after its own expiry, while a twin that watched its record for
+    // 8N+W takes the host_id too.
+    let runs = (40..60).map(|seed| {
+        let mut cfg = SimConfig::with_fault(seed, "ignore_confirm_limit").unwrap();
+        cfg.hosts = 2;
+        cfg.duration = Duration::from_secs(400);
+        sim::run(cfg)
+    });
+    let o = runs.into_iter().find(|o| o.violation.is_some()).expect("a violation");
+    let what = &o.violation.as_ref().unwrap().what;
+    assert!(what.starts_with("(c) host_id 1"), "{what}");
+    // The same scenario with the limit keeps every invariant.
+    let mut cfg = SimConfig::with_fault(o.seed, "ignore_confirm_limit").unwrap();
+    cfg.hosts = 2;
+    cfg.protocol.ignore_confirm_limit = false;
+    let kept = sim::run(cfg);
+    assert!(kept.violation.is_none(), "{}", report(&kept));
+}
+
+#[test]
 fn same_seed_same_trace() {
     let a = run(7, "stress", 300);
     let b = run(7, "stress", 300);
@@ -118,6 +141,47 @@ fn violation_report_names_seed_step_and_recent_events() {
     let last = o.trace.last().unwrap();
     assert!(last.contains("VIOLATION") && last.contains(&v.what), "{last}");
     assert!(o.trace.iter().any(|l| l.contains("ACQUIRED")));
+}
+
+/// Seed 3965373 with 8 hosts, as `simulate --seed 3965373 --hosts 8` runs it (N=3 mixed, W=20,
+/// one host_id shared by two hosts): h0 wrote its record, stalled 46 s and declared itself
+/// owner on an unchanged re-read 8N after its write, while h1, which had watched that record
+/// for 8N+W, took the host_id too (see `delta_rules`: the acquire confirmation limit).
+#[test]
+fn regression_late_delta_confirmation_seed_3965373() {
+    let mut cfg = SimConfig::with_fault(3965373, "none").unwrap();
+    cfg.hosts = 8;
+    let o = sim::run(cfg);
+    assert!(o.violation.is_none(), "{}", report(&o));
+    assert!(o.stats.delta_acquires > 0 && o.stats.stalls > 0, "{:?}", o.stats);
+}
+
+/// Seed 10001445 with 13 hosts (`simulate --seed 10001445 --hosts 13`): a failed up-conversion
+/// decided a lease version, the host's release then wrote its older dblock back and erased
+/// that ballot, and a host whose first read predated the decision won the same version again
+/// over a newer leader: r0 exclusive on one host, shared on another (see `paxos_rules`).
+#[test]
+fn regression_erased_ballot_seed_10001445() {
+    let mut cfg = SimConfig::with_fault(10001445, "none").unwrap();
+    cfg.hosts = 13;
+    let o = sim::run(cfg);
+    assert!(o.violation.is_none(), "{}", report(&o));
+    assert!(o.stats.converts > 0, "{:?}", o.stats);
+}
+
+/// Seeds 20010460 (9 hosts) and 20011436 (13 hosts) under `stress`, 600 s: a ballot that
+/// failed in phase 2 marked its own dblock released at the new version; another host took
+/// the lease on that mark, and the first host's next acquire found its value committed and
+/// took the same version: two exclusive holders. The marker names the older dblock again.
+#[test]
+fn regression_released_mark_then_reclaimed_stress_seeds() {
+    for (seed, hosts) in [(20010460, 9), (20011436, 13)] {
+        let mut cfg = SimConfig::with_fault(seed, "stress").unwrap();
+        cfg.hosts = hosts;
+        cfg.duration = Duration::from_secs(600);
+        let o = sim::run(cfg);
+        assert!(o.violation.is_none(), "{}", report(&o));
+    }
 }
 
 // Regressions the simulator found, pinned with single injected I/O failures.

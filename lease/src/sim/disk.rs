@@ -51,8 +51,31 @@ struct Unsettled {
     settle_at: Duration,
 }
 
-pub struct DiskState {
+/// The device's contents.
+pub struct Medium {
     pub bytes: Vec<u8>,
+    sector: usize,
+    area: usize,
+    /// Per area, its layout since the last landing in its runs (`None`: to be found again).
+    runs: Vec<Option<Runs>>,
+}
+
+/// An area as a changing head and, up to its end, runs of identical sectors: the records init
+/// wrote for host slots nobody uses, and unused space. A read of a whole area copies the head
+/// and repeats one sector per run: the same bytes as copying the whole 1 MiB area for every
+/// renewal, in a fraction of the time. A landing past the head forgets the layout.
+struct Runs {
+    /// Bytes from the area's start that are copied as they are.
+    head: usize,
+    /// (from, to) relative to the area: every sector there equals the one at `from`.
+    runs: Vec<(usize, usize)>,
+}
+
+/// Shorter runs of identical sectors are part of the head.
+const RUN_MIN_SECTORS: usize = 8;
+
+pub struct DiskState {
+    pub medium: Medium,
     /// The device's atomic unit: a one-sector write never tears.
     pub sector: usize,
     pub area_bytes: u64,
@@ -64,11 +87,19 @@ pub struct DiskState {
     unsettled: Vec<Unsettled>,
 }
 
+/// Reads at least this long use the runs of their area (smaller ones just copy).
+const RUN_READ_MIN: usize = 64 << 10;
+
 impl DiskState {
     pub fn new(cfg: &SimConfig) -> DiskState {
         let area_bytes = super::AREA_BYTES;
         DiskState {
-            bytes: vec![0; area_bytes as usize * (1 + cfg.resources)],
+            medium: Medium {
+                bytes: vec![0; area_bytes as usize * (1 + cfg.resources)],
+                sector: cfg.sector.bytes(),
+                area: area_bytes as usize,
+                runs: (0..=cfg.resources).map(|_| None).collect(),
+            },
             sector: cfg.sector.bytes(),
             area_bytes,
             ios: BTreeMap::new(),
@@ -86,6 +117,83 @@ impl DiskState {
 
     fn summary(&self, offset: u64, data: &[u8]) -> Option<RecSum> {
         summary(self.sector, self.area_bytes, offset, data)
+    }
+}
+
+impl Medium {
+    /// Puts `data` on the medium at `at`.
+    fn land(&mut self, at: usize, data: &[u8]) {
+        let area = self.area;
+        let end = at + data.len();
+        self.bytes[at..end].copy_from_slice(data);
+        for a in at / area..=(end - 1) / area {
+            if self.runs[a].as_ref().is_some_and(|r| a * area + r.head < end) {
+                self.runs[a] = None;
+            }
+        }
+    }
+
+    /// Splits area `a` into its changing head and runs of identical sectors up to its end.
+    fn find_runs(&self, a: usize) -> Runs {
+        let (s, base) = (self.sector, a * self.area);
+        let sector = |i: usize| &self.bytes[base + i - s..base + i];
+        let mut runs = Vec::new();
+        let mut head = self.area;
+        while head >= s {
+            let mut from = head - s;
+            while from >= s && sector(from) == sector(head) {
+                from -= s;
+            }
+            if head - from < RUN_MIN_SECTORS * s {
+                break;
+            }
+            runs.push((from, head));
+            head = from;
+        }
+        runs.reverse();
+        Runs { head, runs }
+    }
+
+    /// The medium's bytes `at..at + len`, as one read sees them.
+    fn snapshot(&mut self, at: usize, len: usize) -> AlignedBuf {
+        let area = self.area;
+        let a = at / area;
+        let s = self.sector;
+        if len < RUN_READ_MIN || (at + len - 1) / area != a || !at.is_multiple_of(s) || !len.is_multiple_of(s) {
+            return AlignedBuf::from_slice(&self.bytes[at..at + len]);
+        }
+        if self.runs[a].is_none() {
+            self.runs[a] = Some(self.find_runs(a));
+        }
+        let r = self.runs[a].as_ref().expect("just found");
+        let base = a * area;
+        let end = at + len;
+        let mut buf = AlignedBuf::for_read(len);
+        let dst = buf.as_mut_ptr();
+        let copied = (base + r.head).clamp(at, end) - at;
+        // SAFETY: `buf` is valid for `len` bytes and does not overlap the medium. The head
+        // copy and the runs clipped to `at..end` cover `0..len` exactly once (runs are
+        // contiguous from the head to the area's end, and sector aligned like `at` and `len`),
+        // so every byte is initialised; each run is filled by doubling what it already holds.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.bytes.as_ptr().add(at), dst, copied);
+            for &(from, to) in &r.runs {
+                let (lo, hi) = ((base + from).max(at), (base + to).min(end));
+                if lo >= hi {
+                    continue;
+                }
+                let out = dst.add(lo - at);
+                std::ptr::copy_nonoverlapping(self.bytes.as_ptr().add(base + from), out, s);
+                let mut done = s;
+                while done < hi - lo {
+                    let n = done.min(hi - lo - done);
+                    std::ptr::copy_nonoverlapping(out, out.add(done), n);
+                    done += n;
+                }
+            }
+        }
+        debug_assert!(buf[..] == self.bytes[at..at + len]);
+        buf
     }
 }
 
@@ -128,7 +236,7 @@ impl World {
         self.disk.next_id += 1;
         let now = self.now;
         let deadline = now + timeout;
-        let size = self.disk.bytes.len() as u64;
+        let size = self.disk.medium.bytes.len() as u64;
         let f = self.cfg.disk.clone();
         // By default a timed-out write lands at most one more of its own timeouts late.
         let late_max = f.late_write_max.unwrap_or(timeout);
@@ -229,11 +337,11 @@ impl World {
             let data = io.data.as_ref().expect("write data");
             let s = self.disk.sector;
             match &io.land {
-                None => self.disk.bytes[at..at + len].copy_from_slice(data),
+                None => self.disk.medium.land(at, data),
                 Some(mask) => {
                     for (i, lands) in mask.iter().enumerate() {
                         if *lands {
-                            self.disk.bytes[at + i * s..at + (i + 1) * s].copy_from_slice(&data[i * s..(i + 1) * s]);
+                            self.disk.medium.land(at + i * s, &data[i * s..(i + 1) * s]);
                         }
                     }
                 }
@@ -242,7 +350,7 @@ impl World {
             let torn = io.land.is_some();
             Ev::IoLand { io: id, by, offset, len, torn, late }
         } else {
-            let snap = AlignedBuf::from_slice(&self.disk.bytes[at..at + len]);
+            let snap = self.disk.medium.snapshot(at, len);
             let rec = summary(self.disk.sector, self.disk.area_bytes, offset, &snap);
             io.data = Some(snap);
             Ev::IoRead { io: id, by, offset, len, rec }
@@ -273,6 +381,14 @@ impl World {
             self.stats.io_timeouts += 1;
         }
         self.log(Ev::IoDone { io: id, by, write, err: result.as_ref().err().map(|e| e.to_string()) });
+        // The host stalls just as its write completes: between an acquire's write and its
+        // re-read, or a renewal's write and the expiry it reports. (No draw when off, so
+        // other scenarios keep their runs.)
+        let p = self.cfg.host.stall_after_write;
+        if write && by.host < self.hosts.len() && p > 0.0 && self.rng.chance(p) {
+            let d = self.long_stall_for(by.host);
+            self.stall(by.host, d);
+        }
         self.disk.done.insert(id, result);
         if let Some(w) = self.disk.wakers.remove(&id) {
             w.wake();
@@ -380,5 +496,38 @@ impl Disk for SimDisk {
     fn write(&self, offset: u64, data: AlignedBuf, timeout: Duration) -> impl Future<Output = Result<(), IoError>> {
         let f = self.io(true, offset, data.len(), Some(data), timeout);
         async move { f.await.map(|_| ()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads through the runs return exactly the medium's bytes, however landings change it.
+    #[test]
+    fn snapshots_equal_the_medium() {
+        for s in [512, 4096] {
+            let area = 1 << 20;
+            let mut m = Medium { bytes: vec![0; 3 * area], sector: s, area, runs: vec![None, None, None] };
+            let mut rng = super::super::rng::Rng::new(s as u64);
+            let record: Vec<u8> = (0..s).map(|i| (i * 7 % 251) as u8).collect();
+            // Like init: one record per slot over most of area 0, the rest zero.
+            let mut init = vec![0u8; area];
+            for slot in init.chunks_mut(s).take(area / s - 48) {
+                slot.copy_from_slice(&record);
+            }
+            m.land(0, &init);
+            for step in 0..400 {
+                let a = rng.below(3) as usize;
+                let sector = if rng.chance(0.8) { rng.below(20) } else { rng.below((area / s) as u64) } as usize;
+                let fill = vec![step as u8; s * (1 + rng.below(3) as usize)];
+                let at = (a * area + sector * s).min((a + 1) * area - fill.len());
+                m.land(at, &fill);
+                let (ra, rlen) = (rng.below(3) as usize, if rng.chance(0.5) { area } else { RUN_READ_MIN + s });
+                let rat = ra * area + if rlen == area { 0 } else { s * rng.below(((area - rlen) / s) as u64) as usize };
+                let snap = m.snapshot(rat, rlen);
+                assert!(snap[..] == m.bytes[rat..rat + rlen], "sector {s} step {step}");
+            }
+        }
     }
 }

@@ -203,31 +203,13 @@ impl Sim {
                 kind += 1;
             }
             let n = w.hosts[h].timeouts.io();
-            let stall_for = if kind == 2 {
-                w.rng.between(SEC / 10, 4 * n)
-            } else {
-                let hd = w.hosts[h].timeouts.host_dead();
-                w.rng.between(4 * n, 2 * hd)
-            };
+            let stall_for = if kind == 2 { w.rng.between(SEC / 10, 4 * n) } else { w.long_stall_for(h) };
             (kind, stall_for)
         };
         match kind {
             0 => self.reset(h, false),
             1 => self.daemon_crash(h),
-            2 | 3 => {
-                let mut w = self.world.borrow_mut();
-                let until = w.now + stall_for;
-                let slot = &mut w.hosts[h];
-                if slot.stalled_until.is_some_and(|u| u >= until) {
-                    return;
-                }
-                slot.stalled_until = Some(until);
-                slot.stall_token += 1;
-                let token = slot.stall_token;
-                w.stats.stalls += 1;
-                w.schedule(until, Event::Host(h, HostEvent::StallEnd(token)));
-                w.log(Ev::StallStart { host: h, until });
-            }
+            2 | 3 => self.world.borrow_mut().stall(h, stall_for),
             _ => self.world.borrow_mut().hosts[h].leave_requested = true,
         }
     }

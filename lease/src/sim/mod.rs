@@ -94,6 +94,9 @@ pub struct HostFaults {
     /// Stalls of 4N..2·host_dead (often past the watchdog).
     pub long_stall: u32,
     pub leave: u32,
+    /// Probability that a host stalls long (as `long_stall`) just as one of its writes
+    /// completes.
+    pub stall_after_write: f64,
     /// A crashed or reset host boots again 1 s..this later.
     pub reboot_delay_max: Duration,
     /// lockd's kill path takes 0..this before it tells wdmd the lockspace is clean.
@@ -109,6 +112,7 @@ impl Default for HostFaults {
             stall: 3,
             long_stall: 1,
             leave: 1,
+            stall_after_write: 0.0,
             reboot_delay_max: Duration::from_secs(60),
             kill_path_max: Duration::from_secs(15),
         }
@@ -145,10 +149,19 @@ pub struct SimConfig {
     pub echo: bool,
 }
 
-/// The breakages the simulator knows how to provoke: four protocol switches, and a disk whose
+/// The breakages the simulator knows how to provoke: five protocol switches, and a disk whose
 /// timed-out writes may overtake later writes of the same process.
-pub const FAULT_NAMES: [&str; 5] =
-    ["skip_owner_liveness", "skip_delta_short_delay", "skip_delta_large_delay", "ignore_boot_id", "overtaking_writes"];
+pub const FAULT_NAMES: [&str; 6] = [
+    "skip_owner_liveness",
+    "skip_delta_short_delay",
+    "skip_delta_large_delay",
+    "ignore_boot_id",
+    "ignore_confirm_limit",
+    "overtaking_writes",
+];
+
+/// `stalls` and `ignore_confirm_limit`: the share of writes after which the host stalls.
+const STALL_AFTER_WRITE: f64 = 0.02;
 
 impl SimConfig {
     /// The default scenario for `seed`: timings, sector size and misconfiguration vary with it.
@@ -200,6 +213,17 @@ impl SimConfig {
                 c.protocol.skip_delta_large_delay = true;
                 c.same_host_id = true;
             }
+            "stalls" => {
+                // The correct protocol with hosts that stall just after their writes.
+                c.host.stall_after_write = STALL_AFTER_WRITE;
+            }
+            "ignore_confirm_limit" => {
+                // Acquirers that stall between their write and its re-read, beside a twin
+                // that may watch the record for 8N+W meanwhile.
+                c.protocol.ignore_confirm_limit = true;
+                c.same_host_id = true;
+                c.host.stall_after_write = STALL_AFTER_WRITE;
+            }
             "overtaking_writes" => {
                 // Many timed-out writes that land late: the window where one overtakes the next.
                 c.disk.ordered_writes = false;
@@ -213,7 +237,9 @@ impl SimConfig {
                 c.same_host_id = false;
                 c.host.daemon_crash = 10;
             }
-            other => return Err(format!("unknown fault {other:?}; known: none, stress, {}", FAULT_NAMES.join(", "))),
+            other => {
+                return Err(format!("unknown fault {other:?}; known: none, stress, stalls, {}", FAULT_NAMES.join(", ")))
+            }
         }
         Ok(c)
     }

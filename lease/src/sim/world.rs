@@ -207,6 +207,27 @@ impl World {
         t.saturating_sub(self.hosts[host].clock_offset)
     }
 
+    /// Stalls every task of `host` for `stall_for` (a longer stall already under way stays).
+    pub fn stall(&mut self, host: usize, stall_for: Duration) {
+        let until = self.now + stall_for;
+        let slot = &mut self.hosts[host];
+        if slot.stalled_until.is_some_and(|u| u >= until) {
+            return;
+        }
+        slot.stalled_until = Some(until);
+        slot.stall_token += 1;
+        let token = slot.stall_token;
+        self.stats.stalls += 1;
+        self.schedule(until, Event::Host(host, HostEvent::StallEnd(token)));
+        self.log(Ev::StallStart { host, until });
+    }
+
+    /// A long stall: 4N up to twice host_dead, often past the watchdog.
+    pub fn long_stall_for(&mut self, host: usize) -> Duration {
+        let t = self.hosts[host].timeouts;
+        self.rng.between(4 * t.io(), 2 * t.host_dead())
+    }
+
     /// wdmd: `inc` reports a new expiry (host clock) after a renewal.
     pub fn wdmd_set(&mut self, by: Holder, expiry_host_clock: Duration) {
         let e = self.to_global(by.host, expiry_host_clock);
