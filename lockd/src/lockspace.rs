@@ -385,12 +385,17 @@ impl Lockspace {
             block_on(delta_lease::acquire(&*disk, &clock, &self.ls_area, &self.env.host, t, ProtocolFaults::default()))
                 .map_err(|e| lease_err(&what, &e))?;
         let gen = lease.generation;
-        // The acquire waits 2N of the record's previous io_timeout, which may be longer than
-        // our whole 8N. Nothing is held under this lease yet, so an immediate renewal can
-        // restart its clock; no lock is granted before that renewal has landed.
+        // The acquire confirms its write within 7N of issuing it (the lease crate writes again
+        // when a confirmation comes later), so a first renewal is due at most now. If this
+        // thread stalled until the write is nearly 8N old, its expiry can no longer reach wdmd
+        // in time and a peer may soon count the record as dead: the join fails (a retry waits
+        // 8N+W, as for any record of this boot) rather than pretend the write is recent.
         if mono() >= lease.last_success + t.renewal_interval() {
             if mono() + t.io() >= lease.last_success + t.renewal_fail() {
-                lease.last_success = mono();
+                return Err(err(
+                    ErrorCode::Io,
+                    format!("{what}: the join's write is {:?} old, too late to renew", mono() - lease.last_success),
+                ));
             }
             let t0 = mono();
             let buf = block_on(delta_lease::renew(&*disk, &clock, &mut lease, &HostBitmap::default(), t))
