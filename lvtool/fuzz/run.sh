@@ -19,7 +19,8 @@ bin=${BIN:-$here/target/x86_64-unknown-linux-gnu/release}
 
 if [ -z "${NOBUILD:-}" ]; then
     command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-    RUSTC_BOOTSTRAP=1 cargo fuzz build -a "${targets[@]}"
+    # cargo fuzz build takes one target (or none: all of them).
+    for t in "${targets[@]}"; do RUSTC_BOOTSTRAP=1 cargo fuzz build -a "$t"; done
 fi
 
 work=$(mktemp -d)
