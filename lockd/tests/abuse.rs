@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -20,6 +20,7 @@ use common::*;
 use lockd::client::{Client, ClientError};
 use lockd::protocol::{encode, read_frame, ErrorCode, Mode, Request, Resource, Response, MAX_FRAME};
 use lockd::server::{FIRST_REQUEST_TIMEOUT, FRAME_TIMEOUT, MAX_CONNS};
+use sanlvm_tests::daemon_abuse::{cpu_time, tail, wait_closed, wait_hangup};
 
 const WAIT: Duration = Duration::from_secs(40);
 /// CPU the daemon may use while a test's abuse goes on for [`CPU_WINDOW`]: an idle lockd uses
@@ -186,53 +187,6 @@ impl Lockd {
     }
 }
 
-fn tail(s: &str) -> &str {
-    &s[s.len().saturating_sub(4000)..]
-}
-
-/// utime + stime of `pid` (/proc/PID/stat fields 14 and 15).
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    Duration::from_millis(ticks * 1000 / hz)
-}
-
-/// Waits until the daemon has closed `s` without reading from it (reading would let a daemon
-/// blocked on a full socket go on).
-fn wait_hangup(s: &UnixStream) {
-    use std::os::fd::AsRawFd;
-    let end = Instant::now() + WAIT;
-    loop {
-        let mut p = libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut p, 1, 100) };
-        if n > 0 && p.revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR) != 0 {
-            return;
-        }
-        assert!(Instant::now() < end, "connection not closed");
-    }
-}
-
-/// Waits until lockd has closed `s` (EOF or a reset), skipping replies.
-fn wait_closed(s: &mut UnixStream) {
-    let end = Instant::now() + WAIT;
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                panic!("connection not closed")
-            }
-            Err(_) => return,
-            Ok(_) => assert!(Instant::now() < end, "connection not closed"),
-        }
-    }
-}
-
 /// RLIMIT_NOFILE lowered on the daemon, then a flood of silent connections (the release build
 /// spun in accept on EMFILE and logged 2.5 GB in 10 s). lockd sizes its connection cap to the
 /// limit, keeps descriptors for its lockspaces, answers a well-behaved client, starts a
@@ -301,7 +255,7 @@ fn connection_cap_refuses_clearly_and_spares_lock_holders() {
     // The stalled frames are closed after FRAME_TIMEOUT; lockd answers again.
     let mut stalled = stalled;
     for s in &mut stalled {
-        wait_closed(s);
+        wait_closed(s, WAIT);
     }
     let s = l.status_eventually();
     assert!(s.lockspaces[0].locks.iter().any(|k| k.resource == "VGLK" && k.mode == Mode::Ex), "{s:?}");
@@ -358,7 +312,7 @@ fn stalled_silent_and_malformed_clients() {
             Response::Error(e) => assert_eq!(e.code, ErrorCode::TooLarge),
             other => panic!("{other:?}"),
         }
-        wait_closed(&mut big);
+        wait_closed(&mut big, WAIT);
     }
 
     // Requests without reading a reply: lockd's writes block, then time out.
@@ -381,10 +335,10 @@ fn stalled_silent_and_malformed_clients() {
 
     l.assert_quiet("stalled clients");
     assert!(matches!(l.host.call(&Request::Status), Ok(Response::Status(_))));
-    wait_closed(&mut silent);
-    wait_closed(&mut partial);
-    wait_closed(&mut half_prefix);
-    wait_hangup(&deaf);
+    wait_closed(&mut silent, WAIT);
+    wait_closed(&mut partial, WAIT);
+    wait_closed(&mut half_prefix, WAIT);
+    wait_hangup(&deaf, WAIT);
     assert!(matches!(l.host.call(&Request::Status), Ok(Response::Status(_))));
     assert!(l.log_size() < LOG_BUDGET);
 }

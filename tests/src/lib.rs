@@ -1,6 +1,8 @@
 //! Helpers shared by the interop tests and benches: finding the real sanlock, scratch files
 //! that accept O_DIRECT, and running commands.
 
+pub mod daemon_abuse;
+
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};

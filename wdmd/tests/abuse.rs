@@ -5,7 +5,7 @@
 //! that the daemon did not spin (its CPU time over an interval, from /proc/PID/stat, with a
 //! generous bound) and that its log stayed small. Waits are for conditions, with a deadline.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use lease::clock::clock_monotonic;
+use sanlvm_tests::daemon_abuse::{cpu_time, tail, wait_closed, wait_hangup};
 use wdmd::client::{Client, ClientError};
 use wdmd::protocol::{self, ErrorKind, Request, Response};
 
@@ -130,58 +131,10 @@ impl Drop for Wdmd {
     }
 }
 
-fn tail(s: &str) -> &str {
-    &s[s.len().saturating_sub(4000)..]
-}
-
-/// utime + stime of `pid` (/proc/PID/stat fields 14 and 15).
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The command name may contain spaces; the fields after it do not.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    Duration::from_millis(ticks * 1000 / hz)
-}
-
 fn connect_raw(w: &Wdmd) -> UnixStream {
     let s = UnixStream::connect(w.sock()).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     s
-}
-
-/// Waits until the daemon has closed `s` without reading from it (reading would let a daemon
-/// blocked on a full socket go on).
-fn wait_hangup(s: &UnixStream) {
-    use std::os::fd::AsRawFd;
-    let end = clock_monotonic() + WAIT;
-    loop {
-        let mut p = libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut p, 1, 100) };
-        if n > 0 && p.revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR) != 0 {
-            return;
-        }
-        assert!(clock_monotonic() < end, "connection not closed");
-    }
-}
-
-/// Waits until the daemon has closed `s` (EOF, or a reset), skipping any replies.
-fn wait_closed(s: &mut UnixStream) {
-    let end = clock_monotonic() + WAIT;
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                panic!("connection not closed")
-            }
-            Err(_) => return,
-            Ok(_) => assert!(clock_monotonic() < end, "connection not closed"),
-        }
-    }
 }
 
 /// Far more idle connections than wdmd has places for (it once refused everything past 1,024
@@ -287,7 +240,7 @@ fn client_that_never_reads_does_not_spin_the_daemon() {
     w.fencing_path_works("lockd_lvm_vg1:1:1");
     w.assert_quiet("a client that never reads");
     // Its replies stalled: it is closed in the end.
-    wait_hangup(&s);
+    wait_hangup(&s, WAIT);
     w.fencing_path_works("lockd_lvm_vg1:1:2");
 }
 
@@ -329,11 +282,11 @@ fn stalled_frames_and_malformed_floods() {
             Response::Error { kind: ErrorKind::FrameTooLarge, .. } => {}
             other => panic!("{other:?}"),
         }
-        wait_closed(&mut big);
+        wait_closed(&mut big, WAIT);
     }
     w.fencing_path_works("lockd_lvm_vg1:1:1");
-    wait_closed(&mut silent);
-    wait_closed(&mut partial);
+    wait_closed(&mut silent, WAIT);
+    wait_closed(&mut partial, WAIT);
     assert!(w.log_size() < LOG_BUDGET);
 }
 
