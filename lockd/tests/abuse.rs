@@ -20,7 +20,7 @@ use common::*;
 use lockd::client::{Client, ClientError};
 use lockd::protocol::{encode, read_frame, ErrorCode, Mode, Request, Resource, Response, MAX_FRAME};
 use lockd::server::{FIRST_REQUEST_TIMEOUT, FRAME_TIMEOUT, MAX_CONNS};
-use sanlvm_tests::daemon_abuse::{cpu_time, tail, wait_closed, wait_hangup};
+use sanlvm_tests::daemon_abuse::{cpu_time, flood_junk, tail, wait_closed, wait_hangup};
 
 const WAIT: Duration = Duration::from_secs(40);
 /// CPU the daemon may use while a test's abuse goes on for [`CPU_WINDOW`]: an idle lockd uses
@@ -287,15 +287,7 @@ fn stalled_silent_and_malformed_clients() {
 
     let mut bad = l.raw();
     let n = 5000;
-    let mut frames = Vec::new();
-    for _ in 0..n {
-        frames.extend_from_slice(&4u32.to_be_bytes());
-        frames.extend_from_slice(b"junk");
-    }
-    let writer = {
-        let mut b = bad.try_clone().unwrap();
-        std::thread::spawn(move || b.write_all(&frames).unwrap())
-    };
+    let writer = flood_junk(&bad, n);
     for _ in 0..n {
         match read_frame::<Response>(&mut bad).unwrap() {
             Response::Error(e) => assert_eq!(e.code, ErrorCode::BadRequest),
@@ -370,9 +362,8 @@ fn private_run_dir_and_records() {
         assert_eq!(mode(r), 0o600, "{}", r.display());
     }
 
-    if nix::unistd::geteuid().is_root() {
-        // The config must be readable by the caller for it to get as far as the socket.
-        std::fs::set_permissions(&l.host.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // `lockd status` as uid 65534: it must fail; its stderr.
+    let status_as_nobody = || {
         let out = Command::new(env!("CARGO_BIN_EXE_lockd"))
             .args(["status", "--config"])
             .arg(&l.host.config)
@@ -380,22 +371,20 @@ fn private_run_dir_and_records() {
             .gid(65534)
             .output()
             .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(!out.status.success(), "{err}");
+        err
+    };
+    if nix::unistd::geteuid().is_root() {
+        // The config must be readable by the caller for it to get as far as the socket.
+        std::fs::set_permissions(&l.host.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = status_as_nobody();
         assert!(err.contains("permission denied") && err.contains("root"), "{err}");
         assert!(!err.contains("not running"), "{err}");
         // Past the file modes, SO_PEERCRED: the daemon's own refusal is what the client prints.
         std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(l.sock(), std::fs::Permissions::from_mode(0o666)).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_lockd"))
-            .args(["status", "--config"])
-            .arg(&l.host.config)
-            .uid(65534)
-            .gid(65534)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{err}");
+        let err = status_as_nobody();
         assert!(err.contains("permission denied: lockd serves root only, and uid 65534 is not root"), "{err}");
         std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
     } else {

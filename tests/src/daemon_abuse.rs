@@ -59,3 +59,18 @@ pub fn wait_closed(s: &mut UnixStream, wait: Duration) {
         }
     }
 }
+
+/// Writes `n` well-framed requests of bad JSON (`junk`) to `s` from a thread, so the caller can
+/// read the daemon's error replies meanwhile (neither side may block on a full socket).
+pub fn flood_junk(s: &UnixStream, n: usize) -> std::thread::JoinHandle<()> {
+    let mut frames = Vec::new();
+    for _ in 0..n {
+        frames.extend_from_slice(&4u32.to_be_bytes());
+        frames.extend_from_slice(b"junk");
+    }
+    let mut s = s.try_clone().unwrap();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        s.write_all(&frames).unwrap()
+    })
+}

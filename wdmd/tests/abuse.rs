@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use lease::clock::clock_monotonic;
-use sanlvm_tests::daemon_abuse::{cpu_time, tail, wait_closed, wait_hangup};
+use sanlvm_tests::daemon_abuse::{cpu_time, flood_junk, tail, wait_closed, wait_hangup};
 use wdmd::client::{Client, ClientError};
 use wdmd::protocol::{self, ErrorKind, Request, Response};
 
@@ -257,15 +257,7 @@ fn stalled_frames_and_malformed_floods() {
 
     let mut bad = connect_raw(&w);
     let n = 5000;
-    let mut frames = Vec::new();
-    for _ in 0..n {
-        frames.extend_from_slice(&4u32.to_be_bytes());
-        frames.extend_from_slice(b"junk");
-    }
-    let writer = {
-        let mut b = bad.try_clone().unwrap();
-        std::thread::spawn(move || b.write_all(&frames).unwrap())
-    };
+    let writer = flood_junk(&bad, n);
     for _ in 0..n {
         match protocol::read_frame::<Response>(&mut bad).unwrap() {
             Response::Error { kind: ErrorKind::BadRequest, .. } => {}
