@@ -20,7 +20,7 @@ use common::*;
 use lockd::client::{Client, ClientError};
 use lockd::protocol::{encode, read_frame, ErrorCode, Mode, Request, Resource, Response, MAX_FRAME};
 use lockd::server::{FIRST_REQUEST_TIMEOUT, FRAME_TIMEOUT, MAX_CONNS};
-use sanlvm_tests::daemon_abuse::{cpu_time, flood_junk, tail, wait_closed, wait_hangup};
+use sanlvm_tests::daemon_abuse::{cpu_time, flood_junk, limit_open_files, tail, wait_closed, wait_hangup};
 
 const WAIT: Duration = Duration::from_secs(40);
 /// CPU the daemon may use while a test's abuse goes on for [`CPU_WINDOW`]: an idle lockd uses
@@ -49,16 +49,7 @@ fn spawn_host(host: Host, nofile: Option<u64>) -> Lockd {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lockd"));
     cmd.args(["daemon", "--config"]).arg(&host.config).stdout(Stdio::null()).stderr(log);
     if let Some(n) = nofile {
-        let rl = libc::rlimit { rlim_cur: n, rlim_max: n };
-        // SAFETY: setrlimit is async-signal-safe and touches only the child.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        limit_open_files(&mut cmd, n);
     }
     let mut l = Lockd { child: cmd.spawn().unwrap(), host };
     let end = Instant::now() + WAIT;

@@ -74,3 +74,19 @@ pub fn flood_junk(s: &UnixStream, n: usize) -> std::thread::JoinHandle<()> {
         s.write_all(&frames).unwrap()
     })
 }
+
+/// Starts `cmd` with RLIMIT_NOFILE lowered to `n` (soft and hard), so a modest flood of
+/// connections reaches the descriptor limit.
+pub fn limit_open_files(cmd: &mut std::process::Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    let rl = libc::rlimit { rlim_cur: n, rlim_max: n };
+    // SAFETY: setrlimit is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use lease::clock::clock_monotonic;
-use sanlvm_tests::daemon_abuse::{cpu_time, flood_junk, tail, wait_closed, wait_hangup};
+use sanlvm_tests::daemon_abuse::{cpu_time, flood_junk, limit_open_files, tail, wait_closed, wait_hangup};
 use wdmd::client::{Client, ClientError};
 use wdmd::protocol::{self, ErrorKind, Request, Response};
 
@@ -44,16 +44,7 @@ fn spawn(dir: &Path, nofile: Option<u64>) -> Wdmd {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
     if let Some(n) = nofile {
-        let rl = libc::rlimit { rlim_cur: n, rlim_max: n };
-        // SAFETY: setrlimit is async-signal-safe and touches only the child.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        limit_open_files(&mut cmd, n);
     }
     let child = cmd.spawn().unwrap();
     let mut w = Wdmd { child, run_dir, log };
