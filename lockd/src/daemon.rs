@@ -189,8 +189,8 @@ impl Daemon {
                 format!(
                     "VG {vg}: the lease area in the request ({}) is not the lvmlock LV of the committed metadata \
                      on this lockd's devices ({})",
-                    describe_area(&area),
-                    describe_area(&leases.area)
+                    crate::lockspace::describe_area(&area),
+                    crate::lockspace::describe_area(&leases.area)
                 ),
             ));
         }
@@ -288,11 +288,4 @@ impl Daemon {
             }
         }
     }
-}
-
-/// A lease area for messages: sector/align size and each piece's device and range.
-fn describe_area(a: &LeaseArea) -> String {
-    let pieces: Vec<String> =
-        a.pieces.iter().map(|p| format!("{}@{}+{}", p.pv_path.display(), p.pv_start, p.len)).collect();
-    format!("{}/{} {}", a.sector_size, a.align_bytes, pieces.join(","))
 }

@@ -293,13 +293,11 @@ impl Lockspace {
         Err(err(
             ErrorCode::BadRequest,
             format!(
-                "VG {}: the lease area in the request ({} bytes, {} piece(s)) is not the lvmlock LV of the \
-                 committed metadata ({} bytes, {} piece(s)); refused",
+                "VG {}: the lease area in the request ({}) is not the lvmlock LV of the committed metadata \
+                 ({}); refused",
                 self.vg,
-                hint.size(),
-                hint.pieces.len(),
-                ours.size(),
-                ours.pieces.len()
+                describe_area(hint),
+                describe_area(&ours)
             ),
         ))
     }
@@ -911,4 +909,11 @@ impl From<RecordError> for ErrorReply {
     fn from(e: RecordError) -> Self {
         err(ErrorCode::Corrupt, e.to_string())
     }
+}
+
+/// A lease area for messages: sector/align size and each piece's device and range.
+pub fn describe_area(a: &LeaseArea) -> String {
+    let pieces: Vec<String> =
+        a.pieces.iter().map(|p| format!("{}@{}+{}", p.pv_path.display(), p.pv_start, p.len)).collect();
+    format!("{}/{} {}", a.sector_size, a.align_bytes, pieces.join(","))
 }
