@@ -82,12 +82,13 @@ pub fn probe(dev: &dyn BlockDevice, base: u64, len: u64) -> Result<Vec<Signature
     Ok(found)
 }
 
-/// Zeroes the magic of each signature (`base` as given to [`probe`]).
+/// Zeroes the magic of each signature (`base` as given to [`probe`]). The caller flushes,
+/// once for all its writes (pvcreate's label write follows; lvcreate also zeroes 4 KiB).
 pub fn wipe(dev: &mut dyn BlockDevice, base: u64, sigs: &[Signature]) -> Result<()> {
     for s in sigs {
         dev.write_at(base + s.offset, &vec![0u8; s.len])?;
     }
-    dev.flush()
+    Ok(())
 }
 
 #[cfg(test)]

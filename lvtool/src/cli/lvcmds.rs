@@ -297,8 +297,9 @@ fn clear_new_lv(ctx: &mut Ctx, vg: &Vg, lv: &Lv, zero: bool, wipe: bool) -> Resu
     }
     if zero {
         dev.write_at(base, &vec![0u8; len.min(4096) as usize])?;
-        dev.flush()?;
     }
+    // One flush for the wipe and the zeroing.
+    dev.flush()?;
     Ok(())
 }
 
