@@ -9,7 +9,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use wdmd::frame::{FrameDecoder, FrameError};
+use proto::frame::{FrameDecoder, FrameError};
 
 /// Frame bodies of `data` as a daemon's non-blocking decoder sees them, and whether the
 /// stream ended on an oversized length prefix. The blocking reader (lvtool's and lockd's
@@ -35,7 +35,7 @@ fn frames(data: &[u8], max: usize) -> (Vec<Vec<u8>>, bool) {
             Err(e) => panic!("the decoder fails only on size, not with {e}"),
         }
     };
-    match (wdmd::frame::read_body(&mut &data[..], max), bodies.first()) {
+    match (proto::frame::read_body(&mut &data[..], max), bodies.first()) {
         (Ok(b), Some(first)) => assert_eq!(&b, first, "blocking and streaming readers disagree"),
         (Ok(b), None) => panic!("blocking reader found a frame of {} bytes the decoder did not", b.len()),
         (Err(FrameError::TooLarge { .. }), None) => assert!(too_large),
@@ -56,7 +56,7 @@ fn lockd() -> &'static lockd::daemon::Daemon {
              \"{}\"\n",
             run_dir.display()
         );
-        let cfg = lockd::config::Config::parse(&text, "fuzz").expect("the fuzz config parses");
+        let cfg = proto::config::Config::parse(&text, "fuzz").expect("the fuzz config parses");
         lockd::daemon::Daemon::new(cfg, Arc::new(lockd::watchdog::NoWatchdog), Arc::new(lockd::fence::NoDmFencer))
             .expect("a daemon without disks starts")
     })
@@ -66,7 +66,7 @@ fn lockd() -> &'static lockd::daemon::Daemon {
 /// request re-encodes to the same request, and the daemon answers it with a reply that fits a
 /// frame. `lock_start` is decoded but not handled: it opens the devices the request names.
 pub fn lockd_request(data: &[u8]) {
-    use lockd::protocol::{encode, read_frame, Request, MAX_FRAME};
+    use proto::lockd::protocol::{encode, read_frame, Request, MAX_FRAME};
     let (bodies, _) = frames(data, MAX_FRAME);
     let d = lockd();
     let conn = d.new_conn();
@@ -124,7 +124,7 @@ const STEP: Duration = Duration::from_millis(250);
 /// re-encodes to itself; an expiry wdmd accepts is never beyond `max_expiry_ahead`; a
 /// client's expiry set means shutdown refuses.
 pub fn wdmd_request(data: &[u8]) {
-    use wdmd::protocol::{encode, max_expiry_ahead, read_frame, to_ms, Request, Response, MAX_FRAME};
+    use proto::wdmd::protocol::{encode, max_expiry_ahead, read_frame, to_ms, Request, Response, MAX_FRAME};
     let (bodies, _) = frames(data, MAX_FRAME);
     let mut d = wdmd::daemon::Daemon::start(Box::<CountingWatchdog>::default(), 60, None, START)
         .expect("a daemon on a counting watchdog starts");

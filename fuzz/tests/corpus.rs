@@ -31,7 +31,7 @@ fn seeds_decode<T: for<'de> serde::Deserialize<'de>>(target: &str, max: usize) {
         if !p.file_name().unwrap().to_string_lossy().starts_with("valid-") {
             continue;
         }
-        let mut dec = wdmd::frame::FrameDecoder::new(max);
+        let mut dec = proto::frame::FrameDecoder::new(max);
         dec.push(&std::fs::read(&p).unwrap());
         let mut frames = 0;
         while let Some(body) = dec.next_frame().unwrap() {
@@ -58,10 +58,10 @@ fn wdmd_request_corpus() {
 
 #[test]
 fn lockd_seeds_are_requests() {
-    seeds_decode::<lockd::protocol::Request>("lockd_request", lockd::protocol::MAX_FRAME);
+    seeds_decode::<proto::lockd::protocol::Request>("lockd_request", proto::lockd::protocol::MAX_FRAME);
 }
 
 #[test]
 fn wdmd_seeds_are_requests() {
-    seeds_decode::<wdmd::protocol::Request>("wdmd_request", wdmd::protocol::MAX_FRAME);
+    seeds_decode::<proto::wdmd::protocol::Request>("wdmd_request", proto::wdmd::protocol::MAX_FRAME);
 }

@@ -33,60 +33,34 @@ impl Fencer for NoDmFencer {
     }
 }
 
-/// Replaces the table of every device-mapper device of the VG (DM UUID `LVM-<vg uuid>…`, as
-/// lvm2 and lvtool name them) with one `error` target of the same length, like
-/// `dmsetup wipe_table`: suspended without flushing (the disk may be gone, and queued writes
-/// must fail rather than land), then resumed without waiting for udev. Open files keep the
-/// device, but every I/O fails.
+/// Replaces the table of every device-mapper device of the VG with the `error` target
+/// ([`devmap::fence`]): open files keep the device, but every I/O fails.
 pub struct DmErrorFencer;
 
 impl Fencer for DmErrorFencer {
     fn fence(&self, vg: &str, vg_uuid: &str, held: &[FencedLv]) -> Result<(), String> {
-        use devicemapper::{DevId, DmFlags, DmOptions, DM};
-        let dm = match DM::new() {
-            Ok(dm) => dm,
-            Err(e) => {
+        let id = lvmmeta::uuid::Uuid::parse(vg_uuid).map_err(|e| format!("fence {vg}: VG UUID {vg_uuid:?}: {e}"))?;
+        let done = match devmap::fence::error_out_vg(&id) {
+            Ok(done) => done,
+            Err(devmap::Error::Unavailable(e)) => {
                 // No working device-mapper driver: no device of this VG can exist to write.
                 info!("fence {vg}: device-mapper unavailable ({e}); no LV device can be active");
                 return Ok(());
             }
+            Err(e) => return Err(e.to_string()),
         };
-        let prefix = format!("LVM-{}", vg_uuid.replace('-', ""));
-        let devices = dm.list_devices().map_err(|e| format!("device-mapper list: {e}"))?;
-        let mut failed = vec![];
-        let mut done = 0;
-        for (name, _, _) in devices {
-            let id = DevId::Name(&name);
-            let Ok(info) = dm.device_info(&id) else { continue };
-            if !info.uuid().is_some_and(|u| u.to_string().starts_with(&prefix)) {
-                continue;
-            }
-            let r = dm
-                .table_status(&id, DmOptions::default().set_flags(DmFlags::DM_STATUS_TABLE | DmFlags::DM_NOFLUSH))
-                .map_err(|e| e.to_string())
-                .and_then(|(_, lines)| {
-                    let len: u64 = lines.iter().map(|l| l.1).sum();
-                    let table = [(0u64, len, "error".to_string(), String::new())];
-                    dm.table_load(&id, &table, DmOptions::default()).map_err(|e| e.to_string())?;
-                    let noflush = DmOptions::default().set_flags(DmFlags::DM_SUSPEND | DmFlags::DM_NOFLUSH);
-                    dm.device_suspend(&id, noflush).map_err(|e| e.to_string())?;
-                    // Not the crate's resume: it would wait for udev, without bound.
-                    crate::dmio::resume(&dm, &name, crate::dmio::UdevRules::AsBefore).map_err(|e| e.to_string())?;
-                    Ok(())
-                });
-            match r {
-                Ok(()) => {
-                    warn!("fence {vg}: {} now fails all I/O (error target)", &*name);
-                    done += 1;
-                }
-                Err(e) => failed.push(format!("{}: {e}", &*name)),
-            }
+        for name in &done.switched {
+            warn!("fence {vg}: {name} now fails all I/O (error target)");
         }
-        info!("fence {vg}: {done} device(s) switched to the error target ({} LV lease(s) held)", held.len());
-        if failed.is_empty() {
+        info!(
+            "fence {vg}: {} device(s) switched to the error target ({} LV lease(s) held)",
+            done.switched.len(),
+            held.len()
+        );
+        if done.failed.is_empty() {
             Ok(())
         } else {
-            Err(failed.join("; "))
+            Err(done.failed.iter().map(|(name, e)| format!("{name}: {e}")).collect::<Vec<_>>().join("; "))
         }
     }
 }

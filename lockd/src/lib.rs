@@ -1,8 +1,6 @@
 //! lockd: the sanlvm lock daemon, one per host (lvmlockd + sanlock's roles in one process).
 //!
-//! - [`config`]: `lvmlocal.toml`, shared with lvtool.
-//! - [`protocol`]: the lvtool ↔ lockd requests and replies, and their framing.
-//! - [`server`]: the root-only unix socket; [`client`]: the blocking client lvtool uses.
+//! - [`server`]: the root-only unix socket (the protocol itself is `proto::lockd`).
 //! - [`daemon`]: started lockspaces and request dispatch.
 //! - [`lockspace`]: one per started VG: delta lease, renewal thread, failure handling.
 //! - [`locks`]: GL/VG/LV locks as paxos leases, local holders, conflicts; which LV slot is free.
@@ -11,26 +9,23 @@
 //! - [`state`]: what a restarted lockd needs to resume the same delta lease generation.
 //! - [`watchdog`]: wdmd clients; [`fence`]: what happens to a failed VG's LVs.
 //! - [`disk`]: the lease LV mapped onto its PVs.
-//! - [`status`]: `lockd status` output.
 
-// `is_multiple_of` needs Rust 1.87; the workspace supports 1.85 (rust-version).
-
-pub mod client;
-pub mod config;
 pub mod daemon;
 pub mod disk;
-pub mod dmio;
 pub mod fence;
 pub mod glctl;
 pub mod leasemap;
 pub mod locks;
 pub mod lockspace;
-pub mod protocol;
 pub mod server;
 pub mod state;
-pub mod status;
 pub mod util;
 pub mod watchdog;
+
+// The protocol, its client, lvmlocal.toml and `lockd status` text live in `proto`, shared
+// with lvtool; re-exported under their old names for lockd's own modules.
+pub use proto::config;
+pub use proto::lockd::{client, protocol, status};
 
 use std::sync::Arc;
 
@@ -106,5 +101,5 @@ fn stop_on_signal(d: &daemon::Daemon, set: nix::sys::signal::SigSet, run_dir: &s
 
 /// Log lines on stderr (journald adds its own time stamps); `LOCKD_DEBUG` adds every renewal.
 pub fn init_logging() {
-    wdmd::logging::init(std::env::var_os("LOCKD_DEBUG").is_some());
+    proto::logging::init(std::env::var_os("LOCKD_DEBUG").is_some());
 }

@@ -21,7 +21,7 @@ use lease::clock::SystemClock;
 use lease::delta_lease::{self, AcquirePath, DeltaLease, HostIdentity, LockspaceArea, ProtocolFaults};
 use lease::diskio::{block_on, AlignedBuf, DeviceDisk, Disk};
 use lease::host_status::{HostState, HostStatusTable};
-use lease::ondisk::{Align, Geometry, HostBitmap, LeaderRecord, LeaseKind, Name, RecordError, SectorSize};
+use lease::ondisk::{Align, Geometry, HostBitmap, LeaderRecord, LeaseKind, Name, SectorSize};
 use lease::timeouts::Timeouts;
 use lease::LeaseError;
 use tracing::{error, info, warn};
@@ -902,12 +902,6 @@ impl Lockspace {
     /// The hosts table entries by id (for tests and status).
     pub fn host_ids(&self) -> BTreeMap<u64, u64> {
         self.shared().hosts.iter().map(|(id, h)| (*id, h.generation)).collect()
-    }
-}
-
-impl From<RecordError> for ErrorReply {
-    fn from(e: RecordError) -> Self {
-        err(ErrorCode::Corrupt, e.to_string())
     }
 }
 

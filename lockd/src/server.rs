@@ -21,7 +21,7 @@
 //!   reply must be taken within [`REPLY_TIMEOUT`].
 //! - A failed `accept` (EMFILE...) is logged once per burst, frees a descriptor by closing a
 //!   displaceable connection if there is one, and pauses accepting for a growing interval
-//!   ([`wdmd::limits::Backoff`]); connections already open are served by their own threads.
+//!   ([`proto::limits::Backoff`]); connections already open are served by their own threads.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -32,8 +32,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use proto::limits::{self, Backoff, RateLimit};
 use tracing::{debug, error, info, warn};
-use wdmd::limits::{self, Backoff, RateLimit};
 
 use crate::config::SOCKET_NAME;
 use crate::daemon::Daemon;
@@ -63,7 +63,7 @@ const CONN_SHARE_DIVISOR: u64 = 2;
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Binds the socket, refusing when another lockd answers on it. The run directory is made
-/// private (0700), or tightened if it is ours and looser (see `wdmd::limits::private_dir`).
+/// private (0700), or tightened if it is ours and looser (see `proto::limits::private_dir`).
 pub fn bind(run_dir: &Path) -> io::Result<UnixListener> {
     limits::private_dir(run_dir)?;
     let path = run_dir.join(SOCKET_NAME);

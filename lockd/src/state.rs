@@ -102,12 +102,12 @@ pub struct StateDir {
 /// Replaces `path` with `body` so that a reader sees the old or the new content, never a mix;
 /// mode 0600 (the records name every lease this host holds, and where).
 fn replace(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    wdmd::limits::replace_private(path, body)
+    proto::limits::replace_private(path, body)
 }
 
 /// Creates `dir` (0700), or tightens an existing one of ours.
 fn private_dir(dir: &Path) -> std::io::Result<()> {
-    wdmd::limits::private_dir(dir)
+    proto::limits::private_dir(dir)
 }
 
 fn remove_if_there(r: std::io::Result<()>) -> std::io::Result<()> {
@@ -205,7 +205,7 @@ fn tighten(p: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let md = fs::symlink_metadata(p)?;
     if md.is_file() && md.mode() & 0o077 != 0 {
-        fs::set_permissions(p, fs::Permissions::from_mode(wdmd::limits::STATE_FILE_MODE))?;
+        fs::set_permissions(p, fs::Permissions::from_mode(proto::limits::STATE_FILE_MODE))?;
     }
     Ok(())
 }

@@ -64,13 +64,13 @@ struct WdmdClient {
     run_dir: PathBuf,
     fire_timeout: u32,
     name: String,
-    client: Option<wdmd::client::Client>,
+    client: Option<proto::wdmd::client::Client>,
 }
 
 impl WdmdClient {
-    fn connect(&mut self, takeover: bool) -> Result<&mut wdmd::client::Client, String> {
+    fn connect(&mut self, takeover: bool) -> Result<&mut proto::wdmd::client::Client, String> {
         if self.client.is_none() {
-            let mut c = wdmd::client::Client::connect(&self.run_dir).map_err(|e| e.to_string())?;
+            let mut c = proto::wdmd::client::Client::connect(&self.run_dir).map_err(|e| e.to_string())?;
             if takeover {
                 c.register_takeover(&self.name, self.fire_timeout).map_err(|e| e.to_string())?;
             } else {
@@ -84,12 +84,12 @@ impl WdmdClient {
     /// One retry over a new connection: wdmd may have restarted; our entry is adopted.
     fn call(
         &mut self,
-        f: impl Fn(&mut wdmd::client::Client) -> Result<(), wdmd::client::ClientError>,
+        f: impl Fn(&mut proto::wdmd::client::Client) -> Result<(), proto::wdmd::client::ClientError>,
     ) -> Result<(), String> {
         let first = f(self.connect(true)?);
         match first {
             Ok(()) => Ok(()),
-            Err(wdmd::client::ClientError::Io(e)) => {
+            Err(proto::wdmd::client::ClientError::Io(e)) => {
                 warn!("wdmd connection of {} broke ({e}); reconnecting", self.name);
                 self.client = None;
                 f(self.connect(true)?).map_err(|e| e.to_string())

@@ -52,8 +52,8 @@ impl Wdmd {
         FileWatchdog::read_events(&self.dir.join("watchdog")).unwrap_or_default()
     }
 
-    fn clients(&self) -> Vec<wdmd::protocol::ClientStatus> {
-        wdmd::client::Client::connect(&self.run_dir()).unwrap().status().unwrap().clients
+    fn clients(&self) -> Vec<proto::wdmd::protocol::ClientStatus> {
+        proto::wdmd::client::Client::connect(&self.run_dir()).unwrap().status().unwrap().clients
     }
 }
 

@@ -270,7 +270,7 @@ impl Activator for DmActivator {
         Ok(())
     }
     fn remove_device(&mut self, name: &str) -> Result<()> {
-        self.dm.remove(name)
+        Ok(self.dm.remove(name)?)
     }
     fn begin_batch(&mut self) {
         self.batch.get_or_insert_with(Vec::new);
@@ -279,12 +279,14 @@ impl Activator for DmActivator {
         let pending = self.batch.take().unwrap_or_default();
         let dm = &self.dm;
         let results = crate::dm::parallel(&pending, crate::dm::PARALLEL_IOCTLS, |(vg, lv)| dm.go_live(vg, lv));
-        pending.into_iter().zip(results).filter_map(|((_, lv), r)| r.err().map(|e| (lv, e))).collect()
+        pending.into_iter().zip(results).filter_map(|((_, lv), r)| r.err().map(|e| (lv, e.into()))).collect()
     }
     fn deactivate_many(&mut self, vg: &Vg, lvs: &[&Lv]) -> Vec<Result<()>> {
         let names: Vec<String> = lvs.iter().map(|lv| crate::dm::dm_name(&vg.name, &lv.name)).collect();
         let dm = &self.dm;
-        crate::dm::parallel(&names, crate::dm::PARALLEL_IOCTLS, |name| dm.remove_if_exists(name).map(|_| ()))
+        crate::dm::parallel(&names, crate::dm::PARALLEL_IOCTLS, |name| {
+            dm.remove_if_exists(name).map(|_| ()).map_err(Into::into)
+        })
     }
     fn stale_devices(&self, vg: &Vg) -> Vec<String> {
         let Ok(devs) = self.dm.list_lvm() else { return vec![] };

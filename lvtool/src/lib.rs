@@ -10,7 +10,6 @@
 pub mod activate;
 pub mod alloc;
 pub mod cli;
-pub mod dm;
 pub mod lockd_locker;
 pub mod pvformat;
 pub mod report;
@@ -18,5 +17,7 @@ pub mod session;
 pub mod settings;
 pub mod units;
 
+/// Device-mapper activation lives in the `devmap` crate (shared with lockd's fencer).
+pub use devmap as dm;
 pub use lvmmeta::{commit, config, crc, device, error, label, lockarea, mda, scan, signature, uuid, vg};
 pub use lvmmeta::{Error, Result};

@@ -17,8 +17,8 @@ use std::sync::Mutex;
 
 use lease::ondisk::Geometry;
 use lease::timeouts::Timeouts;
-use lockd::client::{Client, ClientError};
-use lockd::protocol::{ErrorCode, LeaseArea, Mode, Request, Resource, Response};
+use proto::lockd::client::{Client, ClientError};
+use proto::lockd::protocol::{ErrorCode, LeaseArea, Mode, Request, Resource, Response};
 
 use crate::error::{Error, Result};
 use crate::lockarea::{self, lease_area, LockArea};

@@ -132,10 +132,10 @@ impl Session {
     }
 
     /// lockd's status, when the locker is lockd. `Ok(None)`: no lockd is configured.
-    fn lockd_status(&self) -> Result<Option<lockd::protocol::DaemonStatus>> {
-        use lockd::protocol::{Request, Response};
+    fn lockd_status(&self) -> Result<Option<proto::lockd::protocol::DaemonStatus>> {
+        use proto::lockd::protocol::{Request, Response};
         let Some(dir) = &self.lockd_run_dir else { return Ok(None) };
-        let mut c = lockd::client::Client::connect(dir).map_err(|e| Error::Invalid(e.to_string()))?;
+        let mut c = proto::lockd::client::Client::connect(dir).map_err(|e| Error::Invalid(e.to_string()))?;
         match c.call(&Request::Status) {
             Ok(Response::Status(s)) => Ok(Some(s)),
             Ok(other) => Err(Error::Invalid(format!("lockd status: unexpected reply {other:?}"))),
@@ -169,7 +169,7 @@ impl Session {
             return Ok(None);
         }
         // No lockd running: it holds nothing for this host.
-        if self.lockd_run_dir.as_ref().is_some_and(|d| lockd::client::Client::connect(d).is_err()) {
+        if self.lockd_run_dir.as_ref().is_some_and(|d| proto::lockd::client::Client::connect(d).is_err()) {
             return Ok(None);
         }
         let uuid = lv.id.to_string();
@@ -180,7 +180,7 @@ impl Session {
             .filter(|l| l.vg == vg.name)
             .flat_map(|l| &l.locks)
             .find(|k| k.persistent && k.resource == uuid)
-            .map(|k| if k.mode == lockd::protocol::Mode::Sh { LockMode::Sh } else { LockMode::Ex });
+            .map(|k| if k.mode == proto::lockd::protocol::Mode::Sh { LockMode::Sh } else { LockMode::Ex });
         Ok(hold)
     }
 

@@ -7,12 +7,12 @@
 use std::path::{Path, PathBuf};
 
 use lease::timeouts::Timeouts;
-use lockd::config::Config;
+use proto::config::Config;
 
 use crate::error::{Error, Result};
 
 /// Where the config is read from when `--config` is not given.
-pub const DEFAULT_CONFIG: &str = lockd::config::DEFAULT_CONFIG;
+pub const DEFAULT_CONFIG: &str = proto::config::DEFAULT_CONFIG;
 
 /// What lvtool takes from the config file.
 #[derive(Clone, Debug, PartialEq, Eq)]

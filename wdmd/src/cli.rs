@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use lease::timeouts::DEFAULT_WATCHDOG_FIRE_SECS;
 
-use crate::protocol::DEFAULT_RUN_DIR;
+use proto::wdmd::protocol::DEFAULT_RUN_DIR;
 
 pub const USAGE: &str = "\
 usage: wdmd [OPTIONS]              run the watchdog daemon in the foreground (systemd Type=notify)

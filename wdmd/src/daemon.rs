@@ -17,9 +17,9 @@ use lease::timeouts::{Timeouts, DEFAULT_IO_TIMEOUT_SECS};
 use tracing::{debug, error, info, warn};
 
 use crate::device::Watchdog;
-use crate::limits::RateLimit;
-use crate::protocol::{self, ClientStatus, ErrorKind, Request, Response, Status, Times};
 use crate::state::{SavedClient, StateFile};
+use proto::limits::RateLimit;
+use proto::wdmd::protocol::{self, ClientStatus, ErrorKind, Request, Response, Status, Times};
 
 pub type ConnId = u64;
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use lease::clock::clock_monotonic;
 
-use crate::protocol::to_ms;
+use proto::wdmd::protocol::to_ms;
 
 /// Where to look when no device is configured, in sanlock's order.
 pub const DEFAULT_DEVICES: [&str; 3] = ["/dev/watchdog0", "/dev/watchdog1", "/dev/watchdog"];

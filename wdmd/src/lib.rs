@@ -6,21 +6,15 @@
 //! no later than `expiry + W`, the moment other hosts may take its leases
 //! (`lease::timeouts` owns every timing).
 //!
-//! - [`protocol`]: requests, replies and framing, shared by the daemon and [`client`].
+//! The protocol, its framing and the client lockd uses are in the `proto` crate
+//! (`proto::wdmd`), shared with lockd.
 //! - [`device`]: the kernel watchdog device, and a file-backed stand-in for host-tier tests.
 //! - [`daemon`]: the decision (clients, expiries, when to pet), with no I/O of its own.
 //! - [`state`]: the expiries saved in the run directory for a wdmd restart.
 //! - [`server`]: socket, signals and the poll loop that drives [`daemon::Daemon`].
-//! - [`client`]: the blocking client lockd uses.
-//! - [`limits`]: what a client may cost either daemon (shared with lockd).
 
 pub mod cli;
-pub mod client;
 pub mod daemon;
 pub mod device;
-pub mod frame;
-pub mod limits;
-pub mod logging;
-pub mod protocol;
 pub mod server;
 pub mod state;

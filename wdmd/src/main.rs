@@ -9,7 +9,7 @@ use wdmd::device::{DeviceWatchdog, FileWatchdog, Watchdog};
 use wdmd::server::{self, ServerConfig};
 
 fn status(run_dir: &std::path::Path) -> ExitCode {
-    let res = wdmd::client::Client::connect(run_dir).and_then(|mut c| c.status());
+    let res = proto::wdmd::client::Client::connect(run_dir).and_then(|mut c| c.status());
     let s = match res {
         Ok(s) => s,
         Err(e) => {
@@ -66,7 +66,7 @@ fn main() -> ExitCode {
         Command::Status { run_dir } => return status(&run_dir),
         Command::Daemon(a) => a,
     };
-    wdmd::logging::init(args.debug);
+    proto::logging::init(args.debug);
     let mut test_mode = false;
     let wd: Box<dyn Watchdog> = match &args.device {
         DeviceChoice::Kernel(path) => match DeviceWatchdog::find(path.as_deref()) {

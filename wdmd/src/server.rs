@@ -37,10 +37,10 @@ use tracing::{debug, error, info, warn};
 
 use crate::daemon::{ConnId, Daemon};
 use crate::device::Watchdog;
-use crate::frame::FrameDecoder;
-use crate::limits::{self, Backoff, RateLimit};
-use crate::protocol::{self, ErrorKind, FrameError, Request, Response};
 use crate::state::StateFile;
+use proto::frame::FrameDecoder;
+use proto::limits::{self, Backoff, RateLimit};
+use proto::wdmd::protocol::{self, ErrorKind, FrameError, Request, Response};
 
 /// Places for connections that are not registered clients.
 pub const MAX_UNREGISTERED: usize = 64;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::Times;
+use proto::wdmd::protocol::Times;
 
 pub const STATE_NAME: &str = "clients.json";
 
@@ -77,7 +77,7 @@ impl StateFile {
     /// Mode 0600, like the directory's 0700: the expiries are root's business only.
     pub fn save(&self, clients: &[SavedClient]) -> io::Result<()> {
         let saved = Saved { boot_id: self.boot_id.clone(), clients: clients.to_vec() };
-        crate::limits::replace_private(&self.path, &serde_json::to_vec(&saved).expect("state serializes"))
+        proto::limits::replace_private(&self.path, &serde_json::to_vec(&saved).expect("state serializes"))
     }
 
     /// Only when no client has an expiry (clean shutdown).

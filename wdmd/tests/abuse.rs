@@ -14,9 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use lease::clock::clock_monotonic;
+use proto::wdmd::client::{Client, ClientError};
+use proto::wdmd::protocol::{self, ErrorKind, Request, Response};
 use sanlvm_tests::daemon_abuse::{cpu_time, flood_junk, limit_open_files, tail, wait_closed, wait_hangup};
-use wdmd::client::{Client, ClientError};
-use wdmd::protocol::{self, ErrorKind, Request, Response};
 
 const W: u32 = 3;
 const WAIT: Duration = Duration::from_secs(30);

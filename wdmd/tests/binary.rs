@@ -13,9 +13,9 @@ use std::time::Duration;
 use lease::clock::clock_monotonic;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use wdmd::client::{Client, ClientError};
+use proto::wdmd::client::{Client, ClientError};
+use proto::wdmd::protocol::{self, ErrorKind, Request, Response};
 use wdmd::device::{would_fire_at, Event, EventKind, FileWatchdog};
-use wdmd::protocol::{self, ErrorKind, Request, Response};
 
 const W: u32 = 3;
 const I: Duration = Duration::from_secs(1);

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lease::timeouts::Timeouts;
+use proto::wdmd::protocol::{ErrorKind, Request, Response, Times};
 use wdmd::daemon::{ConnId, Daemon};
 use wdmd::device::{would_fire_at, Event, EventKind, FileWatchdog};
-use wdmd::protocol::{ErrorKind, Request, Response, Times};
 use wdmd::state::StateFile;
 
 /// W = 30: test interval 5 s, distinct from the 1 s recovery interval.

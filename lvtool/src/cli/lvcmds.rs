@@ -732,16 +732,16 @@ fn shared_vgs(ctx: &mut Ctx) -> Result<Vec<VgRead>, Fail> {
     Ok(out)
 }
 
-pub(super) fn lockd_client(ctx: &Ctx) -> Result<lockd::client::Client, Fail> {
+pub(super) fn lockd_client(ctx: &Ctx) -> Result<proto::lockd::client::Client, Fail> {
     if ctx.settings.host_id.is_none() {
         return Err(Fail::Failed("Using a shared VG requires host_id in lvmlocal.toml (and lockd running).".into()));
     }
-    lockd::client::Client::connect(&ctx.settings.run_dir).map_err(|e| Fail::Failed(e.to_string()))
+    proto::lockd::client::Client::connect(&ctx.settings.run_dir).map_err(|e| Fail::Failed(e.to_string()))
 }
 
 /// `vgchange --lock-start [VG...]`: lockd joins each VG's lockspace; several VGs in parallel.
 fn lock_start(ctx: &mut Ctx) -> CmdResult {
-    use lockd::protocol::{Request, Response};
+    use proto::lockd::protocol::{Request, Response};
     lockd_client(ctx)?;
     let mut reqs = vec![];
     for read in shared_vgs(ctx)? {
@@ -760,12 +760,12 @@ fn lock_start(ctx: &mut Ctx) -> CmdResult {
     for (vg, _) in &reqs {
         ctx.say(&format!("VG {vg} starting sanlock lockspace"));
     }
-    let results: Vec<(String, Result<Response, lockd::client::ClientError>)> = std::thread::scope(|s| {
+    let results: Vec<(String, Result<Response, proto::lockd::client::ClientError>)> = std::thread::scope(|s| {
         let hs: Vec<_> = reqs
             .into_iter()
             .map(|(vg, req)| {
                 let run_dir = &run_dir;
-                (vg, s.spawn(move || lockd::client::Client::connect(run_dir)?.call(&req)))
+                (vg, s.spawn(move || proto::lockd::client::Client::connect(run_dir)?.call(&req)))
             })
             .collect();
         hs.into_iter().map(|(vg, h)| (vg, h.join().expect("lock start thread"))).collect()
@@ -786,7 +786,7 @@ fn lock_start(ctx: &mut Ctx) -> CmdResult {
 /// `vgchange --lock-stop [VG...]`: lockd leaves each VG's lockspace (refused while LVs of the VG
 /// are active here, unless --force).
 fn lock_stop(ctx: &mut Ctx) -> CmdResult {
-    use lockd::protocol::{ErrorCode, Request, Response};
+    use proto::lockd::protocol::{ErrorCode, Request, Response};
     let mut c = lockd_client(ctx)?;
     let names: Vec<String> = if ctx.args.pos.is_empty() {
         shared_vgs(ctx)?.into_iter().map(|r| r.vg.name).collect()
@@ -801,7 +801,7 @@ fn lock_stop(ctx: &mut Ctx) -> CmdResult {
                 ctx.say(&format!("VG {vg} lockspace stopped ({n} LV lock(s) released by force)"))
             }
             Ok(other) => ctx.fail_one(Fail::Failed(format!("VG {vg} lock stop: unexpected reply {other:?}"))),
-            Err(lockd::client::ClientError::Daemon(e)) if e.code == ErrorCode::NoLockspace => {
+            Err(proto::lockd::client::ClientError::Daemon(e)) if e.code == ErrorCode::NoLockspace => {
                 ctx.say(&format!("VG {vg} lockspace is not started"))
             }
             Err(e) => ctx.fail_one(Fail::Failed(format!("VG {vg} lock stop failed: {e}"))),

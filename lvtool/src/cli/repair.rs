@@ -2,7 +2,7 @@
 //! LV locks, freed by lockd under the VG lock) and moving the global lock out of a VG that is
 //! about to be removed.
 
-use lockd::protocol::{Mode, RepairReport, Request, Resource, Response};
+use proto::lockd::protocol::{Mode, RepairReport, Request, Resource, Response};
 
 use super::args::{flag, Opt};
 use super::lvcmds::lockd_client;
@@ -32,8 +32,9 @@ pub fn vgck(ctx: &mut Ctx) -> CmdResult {
 
 fn repair_one(ctx: &mut Ctx, name: &str) -> Result<(), Fail> {
     let mut c = lockd_client(ctx)?;
-    let call =
-        |c: &mut lockd::client::Client, r: &Request| c.call(r).map_err(|e| Fail::Failed(format!("VG {name}: {e}")));
+    let call = |c: &mut proto::lockd::client::Client, r: &Request| {
+        c.call(r).map_err(|e| Fail::Failed(format!("VG {name}: {e}")))
+    };
     // The VG lock in ex on the connection that asks for the repair: lockd requires it, and
     // nothing changes the metadata or the leases of this VG meanwhile.
     call(

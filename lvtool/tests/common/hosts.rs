@@ -18,7 +18,7 @@ const DAEMON_ENV: &str = "SANLVM_TEST_LOCKD_CONFIG";
 pub fn lockd_daemon_entry() {
     let Some(cfg) = std::env::var_os(DAEMON_ENV) else { return };
     lockd::init_logging();
-    let cfg = lockd::config::Config::load(Some(Path::new(&cfg))).unwrap();
+    let cfg = proto::config::Config::load(Some(Path::new(&cfg))).unwrap();
     lockd::run_daemon(cfg, Arc::new(lockd::fence::NoDmFencer)).unwrap();
 }
 
@@ -61,7 +61,7 @@ impl Host {
             .unwrap();
         self.child = Some(child);
         let t0 = Instant::now();
-        while lockd::client::Client::connect(&self.run_dir).is_err() {
+        while proto::lockd::client::Client::connect(&self.run_dir).is_err() {
             assert!(t0.elapsed() < Duration::from_secs(20), "lockd {} did not start", self.id);
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -129,15 +129,15 @@ pub fn parallel<T: Send>(hosts: &[Host], f: impl Fn(&Host) -> T + Sync) -> Vec<T
 }
 
 /// `lockd status` of a host, as the daemon reports it.
-pub fn lockd_status_raw(h: &Host) -> lockd::protocol::DaemonStatus {
-    let mut c = lockd::client::Client::connect(&h.run_dir).unwrap();
-    match c.call(&lockd::protocol::Request::Status).unwrap() {
-        lockd::protocol::Response::Status(s) => s,
+pub fn lockd_status_raw(h: &Host) -> proto::lockd::protocol::DaemonStatus {
+    let mut c = proto::lockd::client::Client::connect(&h.run_dir).unwrap();
+    match c.call(&proto::lockd::protocol::Request::Status).unwrap() {
+        proto::lockd::protocol::Response::Status(s) => s,
         other => panic!("{other:?}"),
     }
 }
 
 /// `lockd status` of a host, rendered as the command prints it.
 pub fn lockd_status(h: &Host) -> String {
-    lockd::status::render(&lockd_status_raw(h))
+    proto::lockd::status::render(&lockd_status_raw(h))
 }

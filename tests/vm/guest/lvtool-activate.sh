@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# lvtool-activate: lvtool's device-mapper module (lvtool/src/dm.rs) on a real kernel, through the
+# lvtool-activate: the device-mapper crate (devmap/src/lv.rs) on a real kernel, through the
 # dmcheck example: an LV's table as lvm2 builds it, data placement on the PV, reload with
 # suspend/resume, open count, removal. Once with udev running (lvtool makes the /dev/mapper and
 # /dev/VG links and tells udev to leave them; lvm2 has udev make them), once without udev.

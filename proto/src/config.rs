@@ -85,7 +85,7 @@ impl Config {
             devices: vec![],
             run_dir: PathBuf::from(DEFAULT_RUN_DIR),
             kill_command: None,
-            wdmd_run_dir: PathBuf::from(wdmd::protocol::DEFAULT_RUN_DIR),
+            wdmd_run_dir: PathBuf::from(crate::wdmd::protocol::DEFAULT_RUN_DIR),
             auto_activation_volume_list: None,
             unknown_keys: vec![],
         }

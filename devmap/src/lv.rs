@@ -6,7 +6,7 @@
 //!
 //! udev: lvtool makes `/dev/mapper/NAME` and `/dev/VG/LV` itself and never waits for udev (as
 //! lvm2 with `activation { udev_rules = 0 udev_sync = 0 }`); the uevents of the devices it
-//! creates tell udev's DM and LVM rules to leave those links alone ([`lockd::dmio`]). A device
+//! creates tell udev's DM and LVM rules to leave those links alone ([`crate::udev_free`]). A device
 //! whose links udev made (activated by lvm2) keeps being handled the udev way: a reload leaves
 //! udev's rules as they were, and a remove waits for udev to drop its links, as lvm2 would.
 
@@ -17,9 +17,9 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use devicemapper::{DevId, DmError, DmFlags, DmName, DmOptions, DmUuid, DM};
-use lockd::dmio::{self, UdevRules};
+use lvmmeta::uuid::Uuid;
 
-use crate::uuid::Uuid;
+use crate::udev_free::{self as dmio, UdevRules};
 use crate::{Error, Result};
 
 /// Prefix of the DM UUID of every LV lvm2 activates; udev's LVM rules key off it.
@@ -35,9 +35,9 @@ pub struct DevNum {
 impl DevNum {
     /// The device number of the block device at `path` (symlinks followed).
     pub fn of_path(path: &Path) -> Result<DevNum> {
-        let md = fs::metadata(path).map_err(|e| Error::io(&path.display().to_string(), "stat", e))?;
+        let md = fs::metadata(path).map_err(|e| io_error(path, "stat", e))?;
         if !md.file_type().is_block_device() {
-            return Err(Error::Activation(format!("{}: not a block device", path.display())));
+            return Err(Error::Device(format!("{}: not a block device", path.display())));
         }
         Ok(DevNum::from_rdev(md.rdev()))
     }
@@ -73,7 +73,7 @@ impl Linear {
 
     /// Parses a line as `dmsetup table` prints it: `START LENGTH linear MAJOR:MINOR OFFSET`.
     pub fn parse(line: &str) -> Result<Linear> {
-        let bad = |why: &str| Error::Activation(format!("bad linear table line \"{line}\": {why}"));
+        let bad = |why: &str| Error::Table(format!("bad linear table line \"{line}\": {why}"));
         let f: Vec<&str> = line.split_whitespace().collect();
         let [start, length, target, dev, offset] = f[..] else { return Err(bad("expected 5 fields")) };
         if target != "linear" {
@@ -114,12 +114,12 @@ pub fn table_sectors(table: &[Linear]) -> u64 {
 /// A table the kernel accepts: non-empty, lines in order, no gaps or overlaps, no empty line.
 pub fn check_table(table: &[Linear]) -> Result<()> {
     if table.is_empty() {
-        return Err(Error::Activation("empty device-mapper table".into()));
+        return Err(Error::Table("empty device-mapper table".into()));
     }
     let mut next = 0;
     for l in table {
         if l.start != next || l.length == 0 {
-            return Err(Error::Activation(format!(
+            return Err(Error::Table(format!(
                 "device-mapper table line \"{l}\" does not continue at sector {next} with a non-zero length"
             )));
         }
@@ -163,7 +163,12 @@ pub fn split_dm_name(name: &str) -> Option<SplitName> {
 
 /// lvm2's DM UUID of an LV: `LVM-` and both 32-character ids without dashes.
 pub fn dm_uuid(vg: &Uuid, lv: &Uuid) -> String {
-    format!("{UUID_PREFIX}{}{}", vg.bare(), lv.bare())
+    format!("{}{}", vg_uuid_prefix(vg), lv.bare())
+}
+
+/// What the DM UUID of every LV of the VG `vg` (top-level or sub-device) starts with.
+pub fn vg_uuid_prefix(vg: &Uuid) -> String {
+    format!("{UUID_PREFIX}{}", vg.bare())
 }
 
 /// The VG and LV ids (32 characters each) of an LVM DM UUID; `None` for other devices and for
@@ -231,8 +236,8 @@ pub struct Dm {
 /// both ioctl headers).
 fn dm_error(what: &str, e: DmError) -> Error {
     match errno_of(&e) {
-        Some(code) => Error::Activation(format!("{what}: {}", io::Error::from_raw_os_error(code))),
-        None => Error::Activation(format!("{what}: {e}")),
+        Some(code) => Error::Kernel { what: what.to_string(), source: io::Error::from_raw_os_error(code) },
+        None => Error::Other { what: what.to_string(), reason: e.to_string() },
     }
 }
 
@@ -253,9 +258,7 @@ fn name_arg(name: &str) -> Result<&DmName> {
 impl Dm {
     /// Opens `/dev/mapper/control` and checks that the kernel answers.
     pub fn open() -> Result<Dm> {
-        let unavailable = |e: &dyn fmt::Display| {
-            Error::Activation(format!("device-mapper is not available (is dm_mod loaded?): {e}"))
-        };
+        let unavailable = |e: &dyn fmt::Display| Error::Unavailable(e.to_string());
         let dm = DM::new().map_err(|e| unavailable(&e))?;
         dm.version().map_err(|e| match errno_of(&e) {
             Some(code) => unavailable(&io::Error::from_raw_os_error(code)),
@@ -310,8 +313,7 @@ impl Dm {
     /// Creates and resumes the device of LV `vg/lv` with DM UUID `uuid` (see [`dm_uuid`]), then makes
     /// sure `/dev/mapper/NAME` and `/dev/VG/LV` exist (made here when udev does not).
     pub fn create(&self, vg: &str, lv: &str, uuid: &str, table: &[Linear]) -> Result<DmDevice> {
-        self.try_create(vg, lv, uuid, table)?
-            .ok_or_else(|| Error::Activation(format!("device-mapper device {} already exists", dm_name(vg, lv))))
+        self.try_create(vg, lv, uuid, table)?.ok_or_else(|| Error::Exists(dm_name(vg, lv)))
     }
 
     /// [`Dm::create`], or `None` when a device of that name already exists (left untouched). Three
@@ -341,9 +343,7 @@ impl Dm {
                 if self.info(&name)?.is_some() {
                     return Ok(None);
                 }
-                return Err(Error::Activation(format!(
-                    "cannot create device-mapper device {name}: another device has its UUID {uuid}"
-                )));
+                return Err(Error::UuidTaken { name, uuid: uuid.to_string() });
             }
             Err(e) => return Err(dm_error(&format!("create device-mapper device {name}"), e)),
         };
@@ -379,7 +379,7 @@ impl Dm {
                 if let Ok(Some(d)) = self.info(&name) {
                     self.discard(&name, d.dev);
                 }
-                Err(Error::Activation(format!("resume {name}: {e}")))
+                Err(Error::Kernel { what: format!("resume {name}"), source: e })
             }
         }
     }
@@ -398,7 +398,7 @@ impl Dm {
             return Err(dm_error(&format!("suspend {name}"), e));
         }
         let info = dmio::resume(&self.dm, name_arg(name)?, UdevRules::AsBefore)
-            .map_err(|e| Error::Activation(format!("resume {name}: {e}")))?;
+            .map_err(|e| Error::Kernel { what: format!("resume {name}"), source: e })?;
         Ok(device_of(name, &info))
     }
 
@@ -407,7 +407,7 @@ impl Dm {
         if self.remove_if_exists(name)? {
             Ok(())
         } else {
-            Err(Error::Activation(format!("device-mapper device {name} does not exist")))
+            Err(Error::NoDevice(name.to_string()))
         }
     }
 
@@ -440,14 +440,18 @@ impl Dm {
                         continue;
                     }
                     let open = self.info(name)?.map_or(info.open_count, |i| i.open_count);
-                    return Err(Error::Activation(format!("device {name} is in use (open count {open}), not removed")));
+                    return Err(Error::Busy { name: name.to_string(), open_count: open });
                 }
-                Err(e) => return Err(Error::Activation(format!("remove {name}: {e}"))),
+                Err(e) => return Err(Error::Kernel { what: format!("remove {name}"), source: e }),
             }
         }
         remove_links(name, info.dev)?;
         Ok(true)
     }
+}
+
+fn io_error(path: &Path, op: &'static str, source: io::Error) -> Error {
+    Error::Io { path: path.display().to_string(), op, source }
 }
 
 /// Our view of the state the kernel returned for the device `name` (after an info or a resume).
@@ -498,7 +502,7 @@ fn ensure_links(vg: &str, lv: &str, name: &str, dev: DevNum) -> Result<()> {
     if !node.exists() {
         // devtmpfs makes the node when the device is created; without it there is nothing to
         // link to (and udev was told not to make the links).
-        return Err(Error::Activation(format!("{} missing: is devtmpfs mounted on /dev?", node.display())));
+        return Err(Error::Device(format!("{} missing: is devtmpfs mounted on /dev?", node.display())));
     }
     let target = Path::new("..").join(node.file_name().expect("dm-N"));
     link_if_missing(&target, &Path::new("/dev/mapper").join(name))?;
@@ -511,14 +515,14 @@ fn link_if_missing(target: &Path, link: &Path) -> Result<()> {
     let symlink = || std::os::unix::fs::symlink(target, link);
     // A second try: a link made meanwhile (by udev) is as good as ours.
     let again = || match symlink() {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(Error::io(&link.display().to_string(), "symlink", e)),
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(io_error(link, "symlink", e)),
         _ => Ok(()),
     };
     match symlink() {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let dir = link.parent().expect("a link in a directory");
-            fs::create_dir_all(dir).map_err(|e| Error::io(&dir.display().to_string(), "mkdir", e))?;
+            fs::create_dir_all(dir).map_err(|e| io_error(dir, "mkdir", e))?;
             again()
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -529,7 +533,7 @@ fn link_if_missing(target: &Path, link: &Path) -> Result<()> {
             let _ = fs::remove_file(link);
             again()
         }
-        Err(e) => Err(Error::io(&link.display().to_string(), "symlink", e)),
+        Err(e) => Err(io_error(link, "symlink", e)),
     }
 }
 
@@ -548,7 +552,7 @@ fn remove_links(name: &str, dev: DevNum) -> Result<()> {
             match fs::remove_file(l) {
                 // udev, cleaning up a device whose links it made, was quicker.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                r => r.map_err(|e| Error::io(&l.display().to_string(), "unlink", e))?,
+                r => r.map_err(|e| io_error(l, "unlink", e))?,
             }
         }
     }

@@ -1,6 +1,6 @@
 //! The lvtool ↔ lockd protocol, defined once for the daemon, lvtool and `lockd status`.
 //!
-//! Framing: [`wdmd::frame`] (a length prefix, then JSON, as wdmd's protocol), with [`MAX_FRAME`].
+//! Framing: [`crate::frame`] (a length prefix, then JSON, as wdmd's protocol), with [`MAX_FRAME`].
 //! One request, one response, in order, on a unix stream socket (`run_dir/lockd.sock`).
 //!
 //! Where the leases are: lockd reads the committed LVM metadata itself (`leasemap`): the map of
@@ -202,6 +202,13 @@ pub struct ErrorReply {
     pub holders: Vec<Holder>,
 }
 
+/// A lease record that does not verify: reported as corrupt, never treated as free.
+impl From<lease::ondisk::RecordError> for ErrorReply {
+    fn from(e: lease::ondisk::RecordError) -> Self {
+        ErrorReply { code: ErrorCode::Corrupt, message: e.to_string(), holders: vec![] }
+    }
+}
+
 impl std::fmt::Display for ErrorReply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
@@ -313,15 +320,15 @@ pub struct LockInfo {
     pub commands: usize,
 }
 
-pub use wdmd::frame::{encode, write_frame, FrameError};
+pub use crate::frame::{encode, write_frame, FrameError};
 
-/// Reads one frame body (blocking); see [`wdmd::frame`].
+/// Reads one frame body (blocking); see [`crate::frame`].
 pub fn read_body(r: &mut impl Read) -> Result<Vec<u8>, FrameError> {
-    wdmd::frame::read_body(r, MAX_FRAME)
+    crate::frame::read_body(r, MAX_FRAME)
 }
 
 pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, FrameError> {
-    wdmd::frame::read_frame(r, MAX_FRAME)
+    crate::frame::read_frame(r, MAX_FRAME)
 }
 
 impl Response {

@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use crate::config::SOCKET_NAME;
-use crate::protocol::{read_frame, write_frame, ErrorReply, FrameError, Request, Response};
+use crate::lockd::protocol::{read_frame, write_frame, ErrorReply, FrameError, Request, Response};
 
 #[derive(Debug)]
 pub enum ClientError {

@@ -4,7 +4,7 @@
 //! # use std::time::Duration;
 //! # fn renewal() -> Duration { Duration::ZERO }
 //! let t = lease::timeouts::Timeouts::default();
-//! let mut wd = wdmd::client::Client::connect(std::path::Path::new(wdmd::protocol::DEFAULT_RUN_DIR))?;
+//! let mut wd = proto::wdmd::client::Client::connect(std::path::Path::new(proto::wdmd::protocol::DEFAULT_RUN_DIR))?;
 //! wd.register("lockd_lvm_vg1:1", t.watchdog_fire)?;
 //! // After every successful renewal started at `r` (CLOCK_MONOTONIC):
 //! let r = renewal();
@@ -12,14 +12,14 @@
 //! // Leaving the lockspace cleanly:
 //! wd.clear()?;
 //! wd.unregister()?;
-//! # Ok::<(), wdmd::client::ClientError>(())
+//! # Ok::<(), proto::wdmd::client::ClientError>(())
 //! ```
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::protocol::{self, ErrorKind, FrameError, Request, Response, Status, Times};
+use crate::wdmd::protocol::{self, ErrorKind, FrameError, Request, Response, Status, Times};
 
 /// Default bound on one request/response round trip; wdmd answers in microseconds unless it
 /// is stuck, and lockd must not be stuck with it.

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::protocol::{DaemonStatus, Mode};
+use crate::lockd::protocol::{DaemonStatus, Mode};
 
 fn mode(m: Mode) -> &'static str {
     match m {

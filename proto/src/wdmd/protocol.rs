@@ -1,4 +1,4 @@
-//! The client ↔ wdmd protocol, defined once for the daemon and [`crate::client`].
+//! The client ↔ wdmd protocol, defined once for the daemon and [`client`](super::client).
 //!
 //! Framing: [`crate::frame`] (a length prefix, then JSON), with [`MAX_FRAME`].
 //!

@@ -1,0 +1,5 @@
+//! lvtool ↔ lockd.
+
+pub mod client;
+pub mod protocol;
+pub mod status;

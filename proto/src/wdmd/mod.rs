@@ -1,0 +1,4 @@
+//! lockd ↔ wdmd.
+
+pub mod client;
+pub mod protocol;
