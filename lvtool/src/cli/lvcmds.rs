@@ -6,6 +6,7 @@ use super::{split_lv_path, CmdResult, Ctx, Fail};
 use crate::activate::{ActivationMode, LvState};
 use crate::alloc;
 use crate::lockarea::{self, LockArea};
+use crate::lockd_locker::{LockStart, Lockd, Started, Stopped};
 use crate::scan::VgRead;
 use crate::session::{LockMode, VgTxn};
 use crate::units::{parse_extents, parse_size, PercentOf, Sign, SizeArg};
@@ -732,18 +733,18 @@ fn shared_vgs(ctx: &mut Ctx) -> Result<Vec<VgRead>, Fail> {
     Ok(out)
 }
 
-pub(super) fn lockd_client(ctx: &Ctx) -> Result<lockd::client::Client, Fail> {
+/// lockd, for requests that are not the locks of the command (those go through the session).
+pub(super) fn lockd(ctx: &Ctx) -> Result<Lockd, Fail> {
     if ctx.settings.host_id.is_none() {
         return Err(Fail::Failed("Using a shared VG requires host_id in lvmlocal.toml (and lockd running).".into()));
     }
-    lockd::client::Client::connect(&ctx.settings.run_dir).map_err(|e| Fail::Failed(e.to_string()))
+    Lockd::connect(&ctx.settings.run_dir).map_err(|e| Fail::Failed(e.to_string()))
 }
 
 /// `vgchange --lock-start [VG...]`: lockd joins each VG's lockspace; several VGs in parallel.
 fn lock_start(ctx: &mut Ctx) -> CmdResult {
-    use lockd::protocol::{Request, Response};
-    lockd_client(ctx)?;
-    let mut reqs = vec![];
+    let lockd = lockd(ctx)?;
+    let mut starts = vec![];
     for read in shared_vgs(ctx)? {
         let vg = read.vg.clone();
         let area = ctx.session.lock_area(&read, &vg, None).and_then(|a| {
@@ -751,33 +752,20 @@ fn lock_start(ctx: &mut Ctx) -> CmdResult {
             crate::lockarea::lease_area(&vg, &|i| paths.get(i).cloned().flatten(), a.geometry)
         });
         match area {
-            Ok(area) => reqs
-                .push((vg.name.clone(), Request::LockStart { vg: vg.name.clone(), vg_uuid: vg.id.to_string(), area })),
+            Ok(area) => starts.push(LockStart { vg: vg.name.clone(), vg_uuid: vg.id.to_string(), area }),
             Err(e) => ctx.fail_one(Fail::Failed(format!("VG {} lock start failed: {e}", vg.name))),
         }
     }
-    let run_dir = ctx.settings.run_dir.clone();
-    for (vg, _) in &reqs {
-        ctx.say(&format!("VG {vg} starting sanlock lockspace"));
+    for s in &starts {
+        ctx.say(&format!("VG {} starting sanlock lockspace", s.vg));
     }
-    let results: Vec<(String, Result<Response, lockd::client::ClientError>)> = std::thread::scope(|s| {
-        let hs: Vec<_> = reqs
-            .into_iter()
-            .map(|(vg, req)| {
-                let run_dir = &run_dir;
-                (vg, s.spawn(move || lockd::client::Client::connect(run_dir)?.call(&req)))
-            })
-            .collect();
-        hs.into_iter().map(|(vg, h)| (vg, h.join().expect("lock start thread"))).collect()
-    });
-    for (vg, r) in results {
+    for (vg, r) in lockd.lock_start(starts) {
         match r {
-            Ok(Response::Started { already: true, .. }) => ctx.say(&format!("VG {vg} lockspace already started")),
-            Ok(Response::Started { host_id, generation, .. }) => {
+            Ok(Started::Already) => ctx.say(&format!("VG {vg} lockspace already started")),
+            Ok(Started::Joined { host_id, generation }) => {
                 ctx.say(&format!("VG {vg} lockspace started (host_id {host_id}, generation {generation})"))
             }
-            Ok(other) => ctx.fail_one(Fail::Failed(format!("VG {vg} lock start: unexpected reply {other:?}"))),
-            Err(e) => ctx.fail_one(Fail::Failed(format!("VG {vg} lock start failed: {e}"))),
+            Err(m) => ctx.fail_one(Fail::Failed(m)),
         }
     }
     Ok(())
@@ -786,8 +774,7 @@ fn lock_start(ctx: &mut Ctx) -> CmdResult {
 /// `vgchange --lock-stop [VG...]`: lockd leaves each VG's lockspace (refused while LVs of the VG
 /// are active here, unless --force).
 fn lock_stop(ctx: &mut Ctx) -> CmdResult {
-    use lockd::protocol::{ErrorCode, Request, Response};
-    let mut c = lockd_client(ctx)?;
+    let mut lockd = lockd(ctx)?;
     let names: Vec<String> = if ctx.args.pos.is_empty() {
         shared_vgs(ctx)?.into_iter().map(|r| r.vg.name).collect()
     } else {
@@ -795,16 +782,13 @@ fn lock_stop(ctx: &mut Ctx) -> CmdResult {
     };
     let force = ctx.args.has("force");
     for vg in names {
-        match c.call(&Request::LockStop { vg: vg.clone(), force }) {
-            Ok(Response::Stopped { released_lv_locks: 0 }) => ctx.say(&format!("VG {vg} lockspace stopped")),
-            Ok(Response::Stopped { released_lv_locks: n }) => {
+        match lockd.lock_stop(&vg, force) {
+            Ok(Stopped::Left { released_lv_locks: 0 }) => ctx.say(&format!("VG {vg} lockspace stopped")),
+            Ok(Stopped::Left { released_lv_locks: n }) => {
                 ctx.say(&format!("VG {vg} lockspace stopped ({n} LV lock(s) released by force)"))
             }
-            Ok(other) => ctx.fail_one(Fail::Failed(format!("VG {vg} lock stop: unexpected reply {other:?}"))),
-            Err(lockd::client::ClientError::Daemon(e)) if e.code == ErrorCode::NoLockspace => {
-                ctx.say(&format!("VG {vg} lockspace is not started"))
-            }
-            Err(e) => ctx.fail_one(Fail::Failed(format!("VG {vg} lock stop failed: {e}"))),
+            Ok(Stopped::NotStarted) => ctx.say(&format!("VG {vg} lockspace is not started")),
+            Err(m) => ctx.fail_one(Fail::Failed(m)),
         }
     }
     Ok(())

@@ -430,8 +430,7 @@ fn remove_one_vg(ctx: &mut Ctx, name: &str) -> Result<(), Fail> {
     ctx.say(&format!("Volume group \"{name}\" successfully removed"));
     if shared {
         // The lease area went with the VG: give back our host_id lease (lvmlockd's free_vg).
-        use lockd::protocol::Request;
-        if let Err(e) = super::lvcmds::lockd_client(ctx)?.call(&Request::LockStop { vg: name.into(), force: false }) {
+        if let Err(e) = super::lvcmds::lockd(ctx)?.vg_removed(name) {
             ctx.err(&format!("WARNING: VG {name} removed, but its lockspace did not stop: {e}"));
         }
     }
@@ -444,12 +443,7 @@ fn remove_one_vg(ctx: &mut Ctx, name: &str) -> Result<(), Fail> {
 /// since lockd last looked), are gone; any other state, including not yet known, might be
 /// writing.
 fn no_other_hosts(ctx: &mut Ctx, read: &crate::scan::VgRead, name: &str) -> Result<(), Fail> {
-    use lockd::protocol::{Request, Response};
-    let status = match super::lvcmds::lockd_client(ctx)?.call(&Request::Status) {
-        Ok(Response::Status(s)) => s,
-        Ok(other) => return Err(Fail::Failed(format!("lockd status: unexpected reply {other:?}"))),
-        Err(e) => return Err(Fail::Failed(format!("lockd status: {e}"))),
-    };
+    let status = super::lvcmds::lockd(ctx)?.status().map_err(Fail::Failed)?;
     let Some(ls) = status.lockspaces.iter().find(|l| l.vg == name) else {
         return Err(Fail::Failed(format!(
             "VG {name} lockspace is not started here; start it (vgchange --lock-start) to remove the VG"
