@@ -348,7 +348,7 @@ fn make_shared(ctx: &mut Ctx, vg: &mut Vg, idxs: &[usize], gl_enabled: bool) -> 
     vg.lock_type = Some(lockarea::LOCK_TYPE.into());
     vg.lock_args = Some(lockarea::VG_LOCK_ARGS.into());
     let first = ctx.session.scan().pvs[idxs[0]].path.clone();
-    let (logical, physical) = lockarea::block_sizes(&first);
+    let (logical, physical) = lockarea::block_sizes(&first)?;
     let geometry = lockarea::geometry_for(logical, physical);
     let bytes = lockarea::initial_lv_mib(geometry) << 20;
     let extents = (bytes / (vg.extent_size as u64 * 512)) as u32;
