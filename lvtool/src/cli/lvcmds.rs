@@ -1,6 +1,6 @@
 //! lvcreate, lvremove, lvextend/lvreduce/lvresize, lvrename, lvchange, vgchange.
 
-use super::args::{flag, val, Opt};
+use super::args::{OptSet, O};
 use super::pvvg::not_found;
 use super::{split_lv_path, CmdResult, Ctx, Fail};
 use crate::activate::{ActivationMode, LvState};
@@ -14,21 +14,13 @@ use crate::uuid::Uuid;
 use crate::vg::{self, Lv, Vg};
 use crate::Error;
 
-pub const LVCREATE: &[Opt] = &[
-    val(Some('L'), "size"),
-    val(Some('l'), "extents"),
-    val(Some('n'), "name"),
-    val(Some('a'), "activate"),
-    val(Some('Z'), "zero"),
-    val(Some('W'), "wipesignatures"),
-    val(None, "addtag"),
-];
-pub const LVREMOVE: &[Opt] = &[];
-pub const RESIZE: &[Opt] = &[val(Some('L'), "size"), val(Some('l'), "extents")];
-pub const LVRENAME: &[Opt] = &[];
-pub const CHANGE: &[Opt] = &[val(Some('a'), "activate"), flag(None, "refresh")];
-pub const VGCHANGE: &[Opt] =
-    &[val(Some('a'), "activate"), flag(None, "refresh"), flag(None, "lock-start"), flag(None, "lock-stop")];
+pub const LVCREATE: OptSet =
+    OptSet::new(&[O::Size, O::Extents, O::Name, O::Activate, O::Zero, O::Wipesignatures, O::Addtag], &[]);
+pub const LVREMOVE: OptSet = OptSet::new(&[O::Force], &[]);
+pub const RESIZE: OptSet = OptSet::new(&[O::Size, O::Extents, O::Force], &[]);
+pub const LVRENAME: OptSet = OptSet::new(&[], &[]);
+pub const CHANGE: OptSet = OptSet::new(&[O::Activate, O::Refresh], &[]);
+pub const VGCHANGE: OptSet = OptSet::new(&[O::Activate, O::Refresh, O::LockStart, O::LockStop, O::Force], &[]);
 
 /// Is this VG formatted for sanlock (lvmlockd's shared VG)?
 fn is_sanlock(vg: &Vg) -> bool {
@@ -151,8 +143,8 @@ pub fn lvcreate(ctx: &mut Ctx) -> CmdResult {
     };
     let devs = devs.to_vec();
     let (vg_name, lv_in_path) = split_lv_path(target);
-    let size = ctx.args.get("size").map(parse_size).transpose()?;
-    let extents_arg = ctx.args.get("extents").map(parse_extents).transpose()?;
+    let size = ctx.args.get(O::Size).map(parse_size).transpose()?;
+    let extents_arg = ctx.args.get(O::Extents).map(parse_extents).transpose()?;
     if size.is_some() && extents_arg.is_some() {
         return Err(Fail::Usage("Please specify either size or extents (not both).".into()));
     }
@@ -168,7 +160,7 @@ pub fn lvcreate(ctx: &mut Ctx) -> CmdResult {
     if extents_arg.is_some_and(|s| s.value == 0) {
         return Err(Fail::Usage("--extents may not be zero.".into()));
     }
-    let name = ctx.args.get("name").map(String::from).or(lv_in_path);
+    let name = ctx.args.get(O::Name).map(String::from).or(lv_in_path);
     if let Some(n) = &name {
         if n.starts_with("snapshot") || n.starts_with("pvmove") {
             let p = if n.starts_with("snapshot") { "snapshot" } else { "pvmove" };
@@ -180,16 +172,16 @@ pub fn lvcreate(ctx: &mut Ctx) -> CmdResult {
             return Err(Fail::Usage(format!("Logical volume name \"{n}\" is invalid.")));
         }
     }
-    let tags = ctx.args.all("addtag").to_vec();
+    let tags = ctx.args.all(O::Addtag).to_vec();
     for t in &tags {
         vg::validate_tag(t)?;
     }
-    let activate = parse_activation(ctx.args.get("activate").unwrap_or("y"))?;
+    let activate = parse_activation(ctx.args.get(O::Activate).unwrap_or("y"))?;
     if activate.is_some() {
         ctx.session.activator().check_available()?;
     }
-    let zero_arg = ctx.args.get("zero").map(|v| yes_no(v, "zero")).transpose()?;
-    let wipe_arg = ctx.args.get("wipesignatures").map(|v| yes_no(v, "wipesignatures")).transpose()?;
+    let zero_arg = ctx.args.get(O::Zero).map(|v| yes_no(v, "zero")).transpose()?;
+    let wipe_arg = ctx.args.get(O::Wipesignatures).map(|v| yes_no(v, "wipesignatures")).transpose()?;
     // lvm2 clears an LV's start through its active device: an inactive new LV cannot be
     // cleared, which is refused when asked for and warned about by default.
     if activate.is_none() && (zero_arg == Some(true) || (wipe_arg == Some(true) && zero_arg != Some(false))) {
@@ -345,7 +337,7 @@ fn remove_lv(ctx: &mut Ctx, vg_name: &str, name: &str) -> Result<(), Fail> {
     let hold = ctx.session.lv_hold_here(&txn.vg, &lv)?;
     let active = hold.is_some() || ctx.session.lv_state(&txn.vg, &lv).is_active();
     if active
-        && !ctx.args.has("force")
+        && !ctx.args.has(O::Force)
         && !ctx.confirm(&format!("Do you really want to remove active logical volume {vg_name}/{name}?"))
     {
         return Err(Fail::Failed(format!("Logical volume {vg_name}/{name} not removed.")));
@@ -393,8 +385,8 @@ pub fn lvresize(ctx: &mut Ctx) -> CmdResult {
     let (vg_name, Some(lv_name)) = split_lv_path(target) else {
         return Err(Fail::Usage(format!("Please specify a logical volume path ({target} is a VG)")));
     };
-    let size = ctx.args.get("size").map(parse_size).transpose()?;
-    let ext_arg = ctx.args.get("extents").map(parse_extents).transpose()?;
+    let size = ctx.args.get(O::Size).map(parse_size).transpose()?;
+    let ext_arg = ctx.args.get(O::Extents).map(parse_extents).transpose()?;
     let arg = match (size, ext_arg) {
         (Some(_), Some(_)) => return Err(Fail::Usage("Please specify either size or extents (not both).".into())),
         (None, None) => return Err(Fail::Usage("No command with matching syntax recognised.".into())),
@@ -479,7 +471,7 @@ pub fn lvresize(ctx: &mut Ctx) -> CmdResult {
         alloc::extend(&mut txn.vg, &lv_name, (new - cur) as u32, only.as_deref())?;
     } else {
         if active_here
-            && !ctx.args.has("force")
+            && !ctx.args.has(O::Force)
             && !ctx.confirm(&format!(
                 "  WARNING: Reducing active logical volume to {}.\n  THIS MAY DESTROY YOUR DATA (filesystem etc.)\nDo you really want to reduce {vg_name}/{lv_name}?",
                 ctx.size(new * ext)
@@ -568,7 +560,7 @@ enum Change {
 }
 
 fn change_from_args(ctx: &Ctx) -> Result<Change, Fail> {
-    match (ctx.args.get("activate"), ctx.args.has("refresh")) {
+    match (ctx.args.get(O::Activate), ctx.args.has(O::Refresh)) {
         (Some(_), true) => Err(Fail::Usage("Only one of --activate and --refresh".into())),
         (Some(a), false) => Ok(parse_activation(a)?.map_or(Change::Deactivate, Change::Activate)),
         (None, true) => Ok(Change::Refresh),
@@ -630,7 +622,7 @@ pub fn lvchange(ctx: &mut Ctx) -> CmdResult {
 }
 
 pub fn vgchange(ctx: &mut Ctx) -> CmdResult {
-    match (ctx.args.has("lock-start"), ctx.args.has("lock-stop")) {
+    match (ctx.args.has(O::LockStart), ctx.args.has(O::LockStop)) {
         (true, true) => return Err(Fail::Usage("Only one of --lock-start and --lock-stop".into())),
         (true, false) => return lock_start(ctx),
         (false, true) => return lock_stop(ctx),
@@ -641,7 +633,7 @@ pub fn vgchange(ctx: &mut Ctx) -> CmdResult {
         ctx.session.activator().check_available()?;
     }
     // -aay: autoactivation (the boot unit), of every VG when none is named.
-    let auto = ctx.args.get("activate") == Some("ay");
+    let auto = ctx.args.get(O::Activate) == Some("ay");
     if ctx.args.pos.is_empty() && !auto {
         return Err(Fail::Usage("Please give volume group name(s)".into()));
     }
@@ -780,7 +772,7 @@ fn lock_stop(ctx: &mut Ctx) -> CmdResult {
     } else {
         ctx.args.pos.clone()
     };
-    let force = ctx.args.has("force");
+    let force = ctx.args.has(O::Force);
     for vg in names {
         match lockd.lock_stop(&vg, force) {
             Ok(Stopped::Left { released_lv_locks: 0 }) => ctx.say(&format!("VG {vg} lockspace stopped")),

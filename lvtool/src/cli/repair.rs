@@ -2,20 +2,20 @@
 //! LV locks, freed by lockd under the VG lock) and moving the global lock out of a VG that is
 //! about to be removed.
 
-use super::args::{flag, Opt};
+use super::args::{OptSet, O};
 use super::lvcmds::lockd;
 use super::pvvg::not_found;
 use super::{CmdResult, Ctx, Fail};
 use crate::lockd_locker::RepairReport;
 
-pub const VGCK: &[Opt] = &[flag(None, "lock-repair")];
+pub const VGCK: OptSet = OptSet::new(&[O::LockRepair], &[]);
 
 /// `vgck --lock-repair VG...`: asks lockd to free this VG's orphaned LV slots (leases of LVs the
 /// committed metadata no longer has, held by nobody alive) and to release this host's locks of
 /// such LVs, unless a device of the VG that the metadata no longer explains is still active
 /// here. Prints what was freed and what was left (a lease a live host holds is only reported).
 pub fn vgck(ctx: &mut Ctx) -> CmdResult {
-    if !ctx.args.has("lock-repair") {
+    if !ctx.args.has(O::LockRepair) {
         return Err(Fail::Usage("vgck checks only leases here: use vgck --lock-repair VG".into()));
     }
     if ctx.args.pos.is_empty() {
@@ -75,7 +75,7 @@ fn repair_one(ctx: &mut Ctx, name: &str) -> Result<(), Fail> {
 /// the first other shared VG started here (holding every GL slot meanwhile); with none, warns
 /// that no global lock will be enabled afterwards.
 pub fn move_gl_away(ctx: &mut Ctx, name: &str) {
-    if ctx.settings.host_id.is_none() || ctx.args.has("nolocking") {
+    if ctx.settings.host_id.is_none() || ctx.args.has(O::Nolocking) {
         return;
     }
     let Ok(mut c) = lockd(ctx) else { return };
