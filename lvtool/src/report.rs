@@ -1,7 +1,9 @@
 //! `pvs`/`vgs`/`lvs` reports laid out as lvm2 (libdm report) does: the same field names,
 //! headings and minimum widths (lvm2's `columns.h`), numbers and sizes right-aligned, every
-//! column padded, two leading spaces; `--noheadings`, `--separator`, `--units`, `--nosuffix`,
-//! and `--reportformat json` with lvm2's `{"report": [{"vg": [...]}]}` shape.
+//! column padded, two leading spaces; `--noheadings`, `--separator` (padded with `--aligned`),
+//! `--units`, `--nosuffix`, `-O` sort keys, and `--reportformat json` with lvm2's
+//! `{"report": [{"vg": [...]}]}` shape. [`FIELDS`] and `value` are checked against each other
+//! by unit tests: every computed field is declared, every declared field has a value of its kind.
 
 use std::fmt::Write as _;
 
