@@ -54,24 +54,61 @@ impl FileDevice {
     }
 }
 
+/// The block-device ioctls, numbered per architecture by nix's macros (the numbers differ on
+/// mips, powerpc and sparc). BLKGETSIZE64 is `_IOR(0x12, 114, size_t)`: its number encodes
+/// the size of `size_t`, although the kernel always writes a u64.
+mod blk {
+    const BLKGETSIZE64: nix::sys::ioctl::ioctl_num_type =
+        nix::request_code_read!(0x12, 114, std::mem::size_of::<libc::size_t>());
+    nix::ioctl_read_bad!(getsize64, BLKGETSIZE64, u64);
+    // `_IO(0x12, 104)` and `_IO(0x12, 123)`, yet both write an int through the pointer.
+    nix::ioctl_read_bad!(sszget, libc::BLKSSZGET, libc::c_int);
+    nix::ioctl_read_bad!(pbszget, libc::BLKPBSZGET, libc::c_uint);
+
+    #[cfg(test)]
+    pub const GETSIZE64: nix::sys::ioctl::ioctl_num_type = BLKGETSIZE64;
+}
+
+/// Size in bytes and logical sector size of the block device `file` (`name` in messages).
 fn block_geometry(file: &File, name: &str) -> Result<(u64, u64)> {
     use std::os::fd::AsRawFd;
     let mut size: u64 = 0;
     let mut ssz: libc::c_int = 0;
-    // BLKGETSIZE64 = _IOR(0x12, 114, size_t); BLKSSZGET = _IO(0x12, 104).
-    const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
-    const BLKSSZGET: libc::c_ulong = 0x1268;
-    // SAFETY: both ioctls write one integer of the given type through the pointer.
-    let rc = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64 as _, &mut size as *mut u64) };
-    if rc != 0 {
-        return Err(Error::io(name, "BLKGETSIZE64", io::Error::last_os_error()));
-    }
-    // SAFETY: as above.
-    let rc = unsafe { libc::ioctl(file.as_raw_fd(), BLKSSZGET as _, &mut ssz as *mut libc::c_int) };
-    if rc != 0 || ssz <= 0 {
-        return Err(Error::io(name, "BLKSSZGET", io::Error::last_os_error()));
+    // SAFETY: the ioctl writes one u64 through the pointer.
+    unsafe { blk::getsize64(file.as_raw_fd(), &mut size) }.map_err(|e| Error::io(name, "BLKGETSIZE64", e.into()))?;
+    // SAFETY: the ioctl writes one int through the pointer.
+    unsafe { blk::sszget(file.as_raw_fd(), &mut ssz) }.map_err(|e| Error::io(name, "BLKSSZGET", e.into()))?;
+    if ssz <= 0 {
+        let bad = io::Error::new(io::ErrorKind::InvalidData, format!("logical sector size {ssz}"));
+        return Err(Error::io(name, "BLKSSZGET", bad));
     }
     Ok((size, ssz as u64))
+}
+
+/// Logical and physical sector size of the device at `path`; 512/512 for a regular file.
+pub fn sector_sizes(path: &Path) -> Result<(u32, u32)> {
+    use std::os::fd::AsRawFd;
+    let name = path.display().to_string();
+    let file = File::open(path).map_err(|e| Error::io(&name, "open", e))?;
+    let meta = file.metadata().map_err(|e| Error::io(&name, "stat", e))?;
+    if !meta.file_type().is_block_device() {
+        return Ok((512, 512));
+    }
+    let (_, logical) = block_geometry(&file, &name)?;
+    let mut physical: libc::c_uint = 0;
+    // SAFETY: the ioctl writes one unsigned int through the pointer.
+    unsafe { blk::pbszget(file.as_raw_fd(), &mut physical) }.map_err(|e| Error::io(&name, "BLKPBSZGET", e.into()))?;
+    // A sector size the kernel would never report is not guessed around.
+    let logical = u32::try_from(logical).ok().filter(|l| l.is_power_of_two() && *l >= 512);
+    let physical = Some(physical).filter(|p| p.is_power_of_two() && *p >= 512);
+    match (logical, physical) {
+        (Some(l), Some(p)) => Ok((l, p.max(l))),
+        _ => Err(Error::io(
+            &name,
+            "BLKPBSZGET",
+            io::Error::new(io::ErrorKind::InvalidData, format!("sector sizes {logical:?}/{physical:?}")),
+        )),
+    }
 }
 
 /// A heap buffer aligned for O_DIRECT.
@@ -228,6 +265,35 @@ pub fn read_exact(dev: &dyn BlockDevice, offset: u64, len: usize, what: &'static
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The numbers the macros compute are the kernel's: libc's, and <linux/fs.h>'s where the
+    /// value is known.
+    #[test]
+    // The request type is c_ulong with glibc, c_int with musl.
+    #[allow(clippy::unnecessary_cast)]
+    fn ioctl_numbers() {
+        let code = blk::GETSIZE64 as u64 & 0xffff_ffff;
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "riscv64"))]
+        assert_eq!(code, 0x8008_1272);
+        #[cfg(target_arch = "x86")]
+        assert_eq!(code, 0x8004_1272);
+        assert_eq!(((code >> 16) & 0x1fff) as usize, std::mem::size_of::<libc::size_t>());
+        assert_eq!(code & 0xffff, 0x1272);
+    }
+
+    /// A regular file is no block device: the ioctl's failure is an error naming it, never a
+    /// size of 0.
+    #[test]
+    fn ioctl_failure_is_an_error() {
+        let path = std::env::temp_dir().join(format!("lvmmeta-ioctl-{}", std::process::id()));
+        std::fs::write(&path, vec![0u8; 4096]).unwrap();
+        let f = File::open(&path).unwrap();
+        let e = block_geometry(&f, "file").unwrap_err();
+        assert!(matches!(&e, Error::Io { op: "BLKGETSIZE64", .. }), "{e}");
+        assert_eq!(sector_sizes(&path).unwrap(), (512, 512));
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(sector_sizes(&path), Err(Error::Io { op: "open", .. })));
+    }
 
     #[test]
     fn file_device_round_trip() {

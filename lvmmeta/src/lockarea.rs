@@ -268,22 +268,11 @@ impl LockArea {
     }
 }
 
-/// Logical and physical block size of a device (512/512 for a regular file).
-pub fn block_sizes(path: &Path) -> (u32, u32) {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::FileTypeExt;
-    let Ok(f) = std::fs::File::open(path) else { return (512, 512) };
-    if !f.metadata().is_ok_and(|m| m.file_type().is_block_device()) {
-        return (512, 512);
-    }
-    let mut logical: libc::c_int = 512;
-    let mut physical: libc::c_uint = 512;
-    // SAFETY: BLKSSZGET writes an int, BLKPBSZGET an unsigned int, through the pointers.
-    unsafe {
-        libc::ioctl(f.as_raw_fd(), libc::BLKSSZGET, &mut logical);
-        libc::ioctl(f.as_raw_fd(), libc::BLKPBSZGET, &mut physical);
-    }
-    (logical.max(512) as u32, physical.max(512))
+/// Logical and physical block size of a device (512/512 for a regular file); an error when
+/// the device cannot be opened or the kernel does not answer: a lease area laid out for a
+/// guessed sector size could not be read by sanlock.
+pub fn block_sizes(path: &Path) -> Result<(u32, u32)> {
+    crate::device::sector_sizes(path)
 }
 
 /// One piece of the lease LV: LV bytes [lv_start, lv_start+len) are at `pv_start` on `pv_path`.

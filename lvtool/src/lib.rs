@@ -3,9 +3,8 @@
 //! The on-disk layer (label, metadata areas, config grammar, VG model, scan, commit, the lease
 //! LV's layout) is the `lvmmeta` crate, re-exported here under the same module names.
 //! - [`report`]: `pvs`/`vgs`/`lvs` style reports.
-//! - [`session`]: where every command takes its locks; [`lockd_locker`]: lockd as the locker.
-
-// `is_multiple_of` needs Rust 1.87; the workspace supports 1.85 (rust-version).
+//! - [`session`]: where every command takes its locks; [`lockd_locker`]: lockd as the locker,
+//!   and the only module that speaks lockd's protocol.
 
 pub mod activate;
 pub mod alloc;

@@ -9,6 +9,9 @@
 //! lockd reads the lease LV's map and every LV's slot from the committed metadata itself; the
 //! map ([`lease_area`]) computed here is still sent, and lockd refuses a request whose map
 //! differs from its own read (a sign that this command read stale metadata).
+//!
+//! [`Lockd`] carries lockd's other requests (lockspaces, status, repair, moving the global
+//! lock): this module is the only place in lvtool that speaks lockd's protocol.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -19,6 +22,11 @@ use lease::ondisk::Geometry;
 use lease::timeouts::Timeouts;
 use proto::lockd::client::{Client, ClientError};
 use proto::lockd::protocol::{ErrorCode, LeaseArea, Mode, Request, Resource, Response};
+
+/// A failed lockd request (its message is lockd's, or why lockd could not be reached).
+pub use proto::lockd::client::ClientError as LockdError;
+/// What lockd reports, as the commands read it.
+pub use proto::lockd::protocol::{DaemonStatus, RepairReport};
 
 use crate::error::{Error, Result};
 use crate::lockarea::{self, lease_area, LockArea};
@@ -299,6 +307,162 @@ impl Locker for LockdLocker {
             Ok(Some(_)) => Ok(true),
             Ok(None) => Ok(false),
             Err(e) => Err(lock_err(e)),
+        }
+    }
+}
+
+/// The mode in which lockd holds the lease of LV `lv_uuid` of `vg` for an activation here.
+pub fn persistent_hold(status: &DaemonStatus, vg: &str, lv_uuid: &str) -> Option<LockMode> {
+    status
+        .lockspaces
+        .iter()
+        .filter(|l| l.vg == vg)
+        .flat_map(|l| &l.locks)
+        .find(|k| k.persistent && k.resource == lv_uuid)
+        .map(|k| if k.mode == Mode::Sh { LockMode::Sh } else { LockMode::Ex })
+}
+
+/// One VG whose lockspace `vgchange --lock-start` joins.
+pub struct LockStart {
+    pub vg: String,
+    pub vg_uuid: String,
+    /// The VG's lease map as this command computed it (lockd checks it against its own read).
+    pub area: LeaseArea,
+}
+
+/// How lockd answered a lock-start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    Already,
+    Joined { host_id: u64, generation: u64 },
+}
+
+/// How lockd answered a lock-stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Left the lockspace; `released_lv_locks` LV locks were dropped by `force`.
+    Left { released_lv_locks: usize },
+    /// The lockspace was not started here.
+    NotStarted,
+}
+
+/// lockd's requests other than the locks of one command: one connection, whose VG lock (see
+/// [`Lockd::lock_vg_ex`]) lasts as long as it.
+pub struct Lockd {
+    run_dir: PathBuf,
+    client: Client,
+}
+
+impl Lockd {
+    /// Connects to the lockd of `run_dir`; fails when it is not running.
+    pub fn connect(run_dir: &Path) -> std::result::Result<Lockd, LockdError> {
+        Ok(Lockd { run_dir: run_dir.to_path_buf(), client: Client::connect(run_dir)? })
+    }
+
+    /// Whether a lockd answers in `run_dir`.
+    pub fn running(run_dir: &Path) -> bool {
+        Client::connect(run_dir).is_ok()
+    }
+
+    /// lockd's view: lockspaces, their hosts and the locks held here. Errors are worded for
+    /// the user (`lockd status: ...`).
+    pub fn status(&mut self) -> std::result::Result<DaemonStatus, String> {
+        match self.client.call(&Request::Status) {
+            Ok(Response::Status(s)) => Ok(s),
+            Ok(other) => Err(format!("lockd status: unexpected reply {other:?}")),
+            Err(e) => Err(format!("lockd status: {e}")),
+        }
+    }
+
+    /// Joins the lockspaces of `vgs`, several at once (one connection each: a join waits for
+    /// its delta lease). The results in `vgs`' order, with each VG's name.
+    pub fn lock_start(&self, vgs: Vec<LockStart>) -> Vec<(String, std::result::Result<Started, String>)> {
+        let run_dir = &self.run_dir;
+        std::thread::scope(|s| {
+            let hs: Vec<_> = vgs
+                .into_iter()
+                .map(|v| {
+                    let name = v.vg.clone();
+                    let req = Request::LockStart { vg: v.vg, vg_uuid: v.vg_uuid, area: v.area };
+                    (name, s.spawn(move || Client::connect(run_dir)?.call(&req)))
+                })
+                .collect();
+            hs.into_iter()
+                .map(|(vg, h)| {
+                    let r = match h.join().expect("lock start thread") {
+                        Ok(Response::Started { already: true, .. }) => Ok(Started::Already),
+                        Ok(Response::Started { host_id, generation, .. }) => {
+                            Ok(Started::Joined { host_id, generation })
+                        }
+                        Ok(other) => Err(format!("VG {vg} lock start: unexpected reply {other:?}")),
+                        Err(e) => Err(format!("VG {vg} lock start failed: {e}")),
+                    };
+                    (vg, r)
+                })
+                .collect()
+        })
+    }
+
+    /// Leaves `vg`'s lockspace; lockd refuses while LVs of it are active here, unless `force`.
+    pub fn lock_stop(&mut self, vg: &str, force: bool) -> std::result::Result<Stopped, String> {
+        match self.client.call(&Request::LockStop { vg: vg.into(), force }) {
+            Ok(Response::Stopped { released_lv_locks }) => Ok(Stopped::Left { released_lv_locks }),
+            Ok(other) => Err(format!("VG {vg} lock stop: unexpected reply {other:?}")),
+            Err(ClientError::Daemon(e)) if e.code == ErrorCode::NoLockspace => Ok(Stopped::NotStarted),
+            Err(e) => Err(format!("VG {vg} lock stop failed: {e}")),
+        }
+    }
+
+    /// After `vg` was removed: its lease area went with it, so lockd gives back this host's
+    /// host_id lease (lvmlockd's free_vg).
+    pub fn vg_removed(&mut self, vg: &str) -> std::result::Result<(), LockdError> {
+        self.client.call(&Request::LockStop { vg: vg.into(), force: false }).map(|_| ())
+    }
+
+    /// Enables the global lock in `vg` (disabling it wherever else it is enabled here).
+    pub fn gl_enable(&mut self, vg: &str) -> std::result::Result<(), LockdError> {
+        self.client.call(&Request::GlEnable { vg: vg.into() }).map(|_| ())
+    }
+
+    /// The VG lock in ex, held by this connection until it is dropped ([`Lockd::repair`]
+    /// requires it).
+    pub fn lock_vg_ex(&mut self, vg: &str) -> std::result::Result<(), LockdError> {
+        let req =
+            Request::Lock { vg: vg.into(), resource: Resource::Vg, mode: Mode::Ex, persistent: false, area: None };
+        self.client.call(&req).map(|_| ())
+    }
+
+    /// Frees `vg`'s orphaned LV slots and this host's stale LV locks, except the locks of the
+    /// resources in `keep`. Needs [`Lockd::lock_vg_ex`] on this connection first.
+    pub fn repair(&mut self, vg: &str, keep: Vec<String>) -> std::result::Result<RepairReport, String> {
+        match self.client.call(&Request::Repair { vg: vg.into(), keep }) {
+            Ok(Response::Repaired(r)) => Ok(r),
+            Ok(_) => Err(format!("VG {vg}: unexpected reply from lockd")),
+            Err(e) => Err(format!("VG {vg}: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The command modules reach lockd only through this module's API.
+    #[test]
+    fn only_this_module_speaks_lockds_protocol() {
+        let sources = [
+            ("cli/mod.rs", include_str!("cli/mod.rs")),
+            ("cli/args.rs", include_str!("cli/args.rs")),
+            ("cli/display.rs", include_str!("cli/display.rs")),
+            ("cli/lvcmds.rs", include_str!("cli/lvcmds.rs")),
+            ("cli/pvvg.rs", include_str!("cli/pvvg.rs")),
+            ("cli/repair.rs", include_str!("cli/repair.rs")),
+            ("cli/reports.rs", include_str!("cli/reports.rs")),
+            ("session.rs", include_str!("session.rs")),
+            ("activate.rs", include_str!("activate.rs")),
+        ];
+        for (name, src) in sources {
+            for word in ["Client::", "Request::", "Response::", "client::", "protocol::"] {
+                assert!(!src.contains(word), "{name} uses lockd's protocol directly ({word})");
+            }
         }
     }
 }

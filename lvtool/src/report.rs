@@ -1,7 +1,9 @@
 //! `pvs`/`vgs`/`lvs` reports laid out as lvm2 (libdm report) does: the same field names,
 //! headings and minimum widths (lvm2's `columns.h`), numbers and sizes right-aligned, every
-//! column padded, two leading spaces; `--noheadings`, `--separator`, `--units`, `--nosuffix`,
-//! and `--reportformat json` with lvm2's `{"report": [{"vg": [...]}]}` shape.
+//! column padded, two leading spaces; `--noheadings`, `--separator` (padded with `--aligned`),
+//! `--units`, `--nosuffix`, `-O` sort keys, and `--reportformat json` with lvm2's
+//! `{"report": [{"vg": [...]}]}` shape. [`FIELDS`] and `value` are checked against each other
+//! by unit tests: every computed field is declared, every declared field has a value of its kind.
 
 use std::fmt::Write as _;
 
@@ -69,7 +71,7 @@ pub static FIELDS: &[Field] = &[
     f("pool_lv", "Pool", Str, 0, L),
     f("lv_tags", "LV Tags", List, 0, L),
     f("lv_lockargs", "LLockArgs", Str, 0, L),
-    // Not an lvm2 field: the holder of the LV's lease, read from disk (sanvlm).
+    // Not an lvm2 field: the holder of the LV's lease, read from disk (sanlvm).
     f("lock_owner", "LockOwner", Str, 0, L),
     f("lv_time", "CTime", Str, 26, L),
     f("lv_host", "Host", Str, 10, L),
@@ -221,18 +223,77 @@ pub fn resolve_fields(
     names.iter().map(|n| lookup(n.trim(), t).ok_or_else(|| format!("Unrecognised field: {}", n.trim()))).collect()
 }
 
+/// One key of `-O`: a field, and whether it sorts in descending order.
+#[derive(Clone, Copy)]
+pub struct SortKey {
+    pub field: &'static Field,
+    pub descending: bool,
+}
+
+/// Resolves a `-O` list: field names as `-o` takes them, each optionally prefixed by `-`
+/// (descending) or `+` (ascending). A field need not be among those displayed.
+pub fn resolve_sort(sort: &str, t: ReportType) -> std::result::Result<Vec<SortKey>, String> {
+    let mut keys = vec![];
+    for item in sort.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, descending) = match item.strip_prefix('-') {
+            Some(n) => (n, true),
+            None => (item.strip_prefix('+').unwrap_or(item), false),
+        };
+        let field = lookup(name.trim(), t).ok_or_else(|| format!("Unrecognised field: {}", name.trim()))?;
+        keys.push(SortKey { field, descending });
+    }
+    Ok(keys)
+}
+
+/// A value as `-O` compares it: numbers and sizes by value, everything else as printed.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum SortVal {
+    Num(i128),
+    Text(String),
+}
+
+fn sort_val(f: &Field, r: &Row, o: &Options) -> SortVal {
+    match value(f.id, r) {
+        Some(Val::N(n)) => SortVal::Num(n as i128),
+        Some(Val::Sz(n)) => SortVal::Num(n as i128),
+        Some(Val::B(b, _)) => SortVal::Num(b as i128),
+        Some(v) => SortVal::Text(v.text(o)),
+        None => SortVal::Text(String::new()),
+    }
+}
+
+/// Orders `rows` by `keys`, stably: rows equal in every key keep their order.
+pub fn sort_rows(rows: &mut [Row], keys: &[SortKey], o: &Options) {
+    if keys.is_empty() {
+        return;
+    }
+    let mut keyed: Vec<(Vec<SortVal>, usize)> =
+        rows.iter().enumerate().map(|(i, r)| (keys.iter().map(|k| sort_val(k.field, r, o)).collect(), i)).collect();
+    keyed.sort_by(|(a, _), (b, _)| {
+        keys.iter()
+            .zip(a.iter().zip(b))
+            .map(|(k, (x, y))| if k.descending { y.cmp(x) } else { x.cmp(y) })
+            .find(|c| c.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let sorted: Vec<Row> = keyed.into_iter().map(|(_, i)| rows[i]).collect();
+    rows.copy_from_slice(&sorted);
+}
+
 /// Options of one report.
 #[derive(Clone, Debug)]
 pub struct Options {
     pub units: Units,
     pub headings: bool,
     pub separator: Option<String>,
+    /// `--aligned`: with a separator, columns are still padded to their width.
+    pub aligned: bool,
     pub json: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { units: Units::default(), headings: true, separator: None, json: false }
+        Options { units: Units::default(), headings: true, separator: None, aligned: false, json: false }
     }
 }
 
@@ -320,6 +381,7 @@ pub struct PvRow<'a> {
 }
 
 /// What one report row describes.
+#[derive(Clone, Copy)]
 pub struct Row<'a> {
     pub vg: Option<&'a VgInfo<'a>>,
     pub pv: Option<&'a PvRow<'a>>,
@@ -679,7 +741,7 @@ pub fn render(t: ReportType, fields: &[&Field], rows: &[Row], o: &Options) -> St
         out.push_str("              ]\n          }\n      ]\n  }\n");
         return out;
     }
-    if let Some(sep) = &o.separator {
+    if let Some(sep) = o.separator.as_ref().filter(|_| !o.aligned) {
         if o.headings && !rows.is_empty() {
             let _ = writeln!(out, "  {}", fields.iter().map(|f| f.head).collect::<Vec<_>>().join(sep));
         }
@@ -708,7 +770,7 @@ pub fn render(t: ReportType, fields: &[&Field], rows: &[Row], o: &Options) -> St
                 }
             })
             .collect();
-        format!("  {}\n", parts.join(" "))
+        format!("  {}\n", parts.join(o.separator.as_deref().unwrap_or(" ")))
     };
     if o.headings {
         out.push_str(&line(fields.iter().map(|f| f.head.to_string()).collect(), true));
@@ -751,5 +813,80 @@ mod tests {
         assert_eq!(ids(&["vg_name", "+vg_uuid"], VGS_DEFAULT, ReportType::Vgs), ["vg_name", "vg_uuid"]);
         assert!(resolve_fields(&["foo".into()], VGS_DEFAULT, ReportType::Vgs).is_err());
         assert!(resolve_fields(&["lv_name".into()], VGS_DEFAULT, ReportType::Vgs).is_err());
+    }
+
+    #[test]
+    fn sort_keys_resolve_as_fields() {
+        let keys = resolve_sort("-size,+name,, vg_name", ReportType::Lvs).unwrap();
+        let got: Vec<(&str, bool)> = keys.iter().map(|k| (k.field.id, k.descending)).collect();
+        assert_eq!(got, [("lv_size", true), ("lv_name", false), ("vg_name", false)]);
+        assert_eq!(resolve_sort("-bogus", ReportType::Lvs).err().unwrap(), "Unrecognised field: bogus");
+        assert!(resolve_sort("lv_name", ReportType::Vgs).is_err());
+    }
+
+    /// Every field `value` computes is declared in FIELDS (a value no `-o` name can reach is a
+    /// field missing from the table).
+    #[test]
+    fn every_value_arm_is_a_declared_field() {
+        let src = include_str!("report.rs");
+        let body = &src[src.find("\nfn value(").unwrap()..src.find("/// Renders rows of `fields`").unwrap()];
+        let mut seen = 0;
+        for line in body.lines() {
+            let Some((pattern, _)) = line.split_once("=>") else { continue };
+            let pattern = pattern.split(" if ").next().unwrap().trim();
+            if !pattern.starts_with('"') {
+                continue;
+            }
+            for id in pattern.split('|').map(|p| p.trim().trim_matches('"')) {
+                assert!(FIELDS.iter().any(|f| f.id == id), "value() has {id:?}, FIELDS does not");
+                seen += 1;
+            }
+        }
+        assert!(seen >= FIELDS.len(), "parsed only {seen} field names out of value()");
+    }
+
+    /// Every field in FIELDS has a value on a row of its object, and the value is of the kind
+    /// the table declares (which decides alignment): numbers for Num, sizes for Size, a binary
+    /// value for Bin, a list for List. Text appears under Num/Size/List only where lvm2 prints
+    /// text there too.
+    #[test]
+    fn every_declared_field_has_a_value_of_its_kind() {
+        let vg = Vg::from_text(include_bytes!("../../lvmmeta/tests/data/lvm2-2.03.16-vgA.txt")).unwrap();
+        let info = VgInfo {
+            vg: &vg,
+            pv_paths: vg.pvs.iter().map(|_| Some("/dev/x".to_string())).collect(),
+            mda_count: 1,
+            states: vg.lvs.iter().map(|_| LvState::Inactive).collect(),
+            lock_owners: vec![],
+        };
+        let lv = &vg.lvs[0];
+        let pv_row = PvRow {
+            path: "/dev/x".into(),
+            label: None,
+            dev_size: 1 << 30,
+            vg: Some((&info, &vg.pvs[0])),
+            damaged: false,
+        };
+        let lv_row = Row { vg: Some(&info), pv: None, lv: Some(lv), seg: Some(&lv.segments[0]) };
+        let pv_row = Row { vg: Some(&info), pv: Some(&pv_row), lv: None, seg: None };
+        let vg_row = Row { vg: Some(&info), pv: None, lv: None, seg: None };
+        // Text where lvm2 prints text in a numeric column ("auto", empty percentages) and lists
+        // lvm2 prints as one string.
+        let text_ok = ["lv_read_ahead", "data_percent", "metadata_percent", "copy_percent", "devices", "seg_pe_ranges"];
+        for f in FIELDS {
+            let row = match f.obj {
+                Obj::Lv | Obj::Seg => &lv_row,
+                Obj::Pv => &pv_row,
+                Obj::Vg => &vg_row,
+            };
+            let v = value(f.id, row).unwrap_or_else(|| panic!("{} has no value on a row of its object", f.id));
+            let agrees = match (&v, f.kind) {
+                (Val::N(_), Kind::Num) | (Val::Sz(_), Kind::Size) | (Val::B(..), Kind::Bin) => true,
+                (Val::L(_), Kind::List) | (Val::S(_), Kind::Str) => true,
+                (Val::S(_), _) => text_ok.contains(&f.id),
+                _ => false,
+            };
+            assert!(agrees, "{}: declared {:?}, value {v:?}", f.id, f.kind);
+        }
     }
 }

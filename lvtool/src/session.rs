@@ -1,9 +1,10 @@
 //! The one place every command goes through to read or change a VG and to activate an LV.
-//! Locks are taken here, in the modes lvmlockd uses (DESIGN.md lock table): the global lock
-//! before anything that changes the set of VGs or orphan PVs, the VG lock before reading a
-//! VG's metadata (ex to change it, sh to report it), an LV lock before activating (kept after
-//! the command exits) and after deactivating (released). The [`Locker`] is lockd's client
-//! (`lockd_locker`) on hosts with a host_id, [`NoLocks`] otherwise and with `--nolocking`.
+//! Locks are taken here, in the modes lvmlockd uses (ARCHITECTURE.md, "Command order"): the
+//! global lock before anything that changes the set of VGs or orphan PVs, the VG lock before
+//! reading a VG's metadata (ex to change it, sh to report it), an LV lock before activating
+//! (kept after the command exits) and after deactivating (released). The [`Locker`] is lockd's
+//! client ([`crate::lockd_locker`], which also carries lockd's requests that are not locks) on
+//! hosts with a host_id, [`NoLocks`] otherwise and with `--nolocking`.
 //!
 //! Every command goes lock → check → commit → release, never commit first: a failure or a
 //! kill at any step leaves the old state, or the new one plus at most a lease slot whose
@@ -19,6 +20,7 @@ use crate::commit::{commit_to, PvTarget};
 use crate::device::FileDevice;
 use crate::error::{Error, Result};
 use crate::lockarea::{self, LockArea};
+use crate::lockd_locker::{persistent_hold, DaemonStatus, Lockd};
 use crate::pvformat;
 use crate::scan::{MdaState, Scan, TargetSpec, VgRead};
 use crate::vg::{Lv, TextHeader, Vg};
@@ -132,15 +134,10 @@ impl Session {
     }
 
     /// lockd's status, when the locker is lockd. `Ok(None)`: no lockd is configured.
-    fn lockd_status(&self) -> Result<Option<proto::lockd::protocol::DaemonStatus>> {
-        use proto::lockd::protocol::{Request, Response};
+    fn lockd_status(&self) -> Result<Option<DaemonStatus>> {
         let Some(dir) = &self.lockd_run_dir else { return Ok(None) };
-        let mut c = proto::lockd::client::Client::connect(dir).map_err(|e| Error::Invalid(e.to_string()))?;
-        match c.call(&Request::Status) {
-            Ok(Response::Status(s)) => Ok(Some(s)),
-            Ok(other) => Err(Error::Invalid(format!("lockd status: unexpected reply {other:?}"))),
-            Err(e) => Err(Error::Invalid(format!("lockd status: {e}"))),
-        }
+        let mut lockd = Lockd::connect(dir).map_err(|e| Error::Invalid(e.to_string()))?;
+        lockd.status().map(Some).map_err(Error::Invalid)
     }
 
     /// Whether a lockspace running here holds the enabled global lock; `None`: no lockd is
@@ -169,19 +166,11 @@ impl Session {
             return Ok(None);
         }
         // No lockd running: it holds nothing for this host.
-        if self.lockd_run_dir.as_ref().is_some_and(|d| proto::lockd::client::Client::connect(d).is_err()) {
+        if self.lockd_run_dir.as_ref().is_some_and(|d| !Lockd::running(d)) {
             return Ok(None);
         }
-        let uuid = lv.id.to_string();
         let Some(status) = self.lockd_status()? else { return Ok(None) };
-        let hold = status
-            .lockspaces
-            .iter()
-            .filter(|l| l.vg == vg.name)
-            .flat_map(|l| &l.locks)
-            .find(|k| k.persistent && k.resource == uuid)
-            .map(|k| if k.mode == proto::lockd::protocol::Mode::Sh { LockMode::Sh } else { LockMode::Ex });
-        Ok(hold)
+        Ok(persistent_hold(&status, &vg.name, &lv.id.to_string()))
     }
 
     pub fn timeouts(&self) -> lease::timeouts::Timeouts {

@@ -105,6 +105,62 @@ fn vg_made_by_lvm2_is_changed_by_lvtool() {
     same_report(&fx.lvm, &t, &["lvs", "-o", "lv_name,lv_size,seg_count"]);
 }
 
+/// `-O` orders rows as lvm2 does: the last `-O` replaces the default order, `-` sorts
+/// descending, numbers and sizes compare by value, and rows equal in every key keep lvm2's
+/// order (VG by VG, each VG's LVs as its metadata lists them, not by name). Which VG lvm2 takes
+/// first when two VGs tie is its cache's order, so no case here ties rows of two VGs.
+/// `--aligned` keeps the columns padded when a separator is given.
+#[test]
+fn sort_and_aligned_match_lvm2() {
+    let Some(mut lvm) = lvm2("sort_and_aligned_match_lvm2") else { return };
+    let files = [lvm.scratch.file("a.img", 64 << 20), lvm.scratch.file("b.img", 96 << 20)];
+    let loops: Vec<LoopDev> = files.iter().map(|f| LoopDev::attach(f)).collect();
+    lvm.devices = loops.iter().map(|l| l.path.clone()).collect();
+    let d: Vec<&str> = loops.iter().map(|l| l.path.to_str().unwrap()).collect();
+    let t = tool_on(&lvm);
+    t.ok(&["vgcreate", "lt_sa", d[0]]);
+    t.ok(&["vgcreate", "lt_sb", d[1]]);
+    // Created out of name order, with equal sizes inside one VG.
+    for (vg, lv, size) in [("lt_sa", "zeta", "8M"), ("lt_sa", "alpha", "4M"), ("lt_sa", "mid", "12M")] {
+        t.ok(&["lvcreate", "-L", size, "-n", lv, vg]);
+    }
+    for (vg, lv, size) in [("lt_sa", "kappa", "4M"), ("lt_sb", "beta", "16M"), ("lt_sb", "aa", "20M")] {
+        t.ok(&["lvcreate", "-L", size, "-n", lv, vg]);
+    }
+    t.ok(&["lvextend", "-L", "+4M", "lt_sa/alpha"]);
+    let l = "lv_name,vg_name,lv_size";
+    for args in [
+        &["lvs", "-O", "lv_size", "-o", l, "lt_sa"][..],
+        &["lvs", "-O", "-lv_size", "-o", l, "lt_sa"],
+        &["lvs", "-O", "-vg_name", "-o", l],
+        &["lvs", "-O", "vg_name", "-O", "-lv_name", "-o", l],
+        &["lvs", "-O", "+name", "-o", l],
+        &["lvs", "-O", "-size,lv_name"],
+        &["lvs", "-O", "lv_uuid", "-o", "lv_name", "lt_sa"],
+        &["lvs", "--segments", "-O", "-seg_start,lv_name", "-o", "+seg_start", "--units", "s"],
+        &["lvs", "-O", "-lv_size", "--reportformat", "json"],
+        &["vgs", "-O", "-vg_free"],
+        &["vgs", "-O", "lv_count,-vg_name", "-o", "vg_name,lv_count"],
+        &["pvs", "-O", "-pv_free"],
+        &["pvs", "-O", "pv_size", "-o", "pv_name,pv_size", "--units", "b"],
+        &["lvs", "--aligned", "--separator", "|"],
+        &["vgs", "--aligned", "--separator", ",", "--units", "k"],
+        &["pvs", "--aligned", "--separator", "::", "--noheadings"],
+        &["lvs", "--aligned"],
+        &["vgdisplay", "--units", "m", "--nosuffix", "lt_sb"],
+        &["lvdisplay", "--units", "k", "--nosuffix", "lt_sb/aa"],
+    ] {
+        same_report(&lvm, &t, args);
+    }
+    // The orders above differ from the default one, or the cases would prove nothing.
+    assert_ne!(t.ok(&["lvs", "-O", "-lv_name", "-o", l]), t.ok(&["lvs", "-o", l]));
+    assert_ne!(t.ok(&["lvs", "-O", "-vg_name", "-o", l]), t.ok(&["lvs", "-o", l]));
+    // An unknown sort field fails the command, as in lvm2.
+    let (ours, theirs) = (t.run(&["lvs", "-O", "bogus"]), lvm.run("lvs", &["-O", "bogus"]));
+    assert_eq!(ours.status.code(), theirs.status.code());
+    assert!(String::from_utf8_lossy(&ours.stderr).contains("Unrecognised field: bogus"));
+}
+
 /// Exit codes and "nothing written" for the same bad commands, lvm2 and lvtool side by side.
 #[test]
 fn bad_input_exit_codes_match_lvm2() {

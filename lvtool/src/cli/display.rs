@@ -1,14 +1,15 @@
 //! vgdisplay and lvdisplay in lvm2's layout. Lines that need the kernel's view (LV Status,
 //! # open, Block device) are printed only when activation is enabled, as lvm2 does.
 
-use super::args::{flag, val, Opt};
+use super::args::{OptSet, O};
 use super::reports::{load, Loaded};
 use super::{split_lv_path, units_from, CmdResult, Ctx, Fail};
 use crate::activate::LvState;
 use crate::report::format_time;
 use crate::units::SuffixStyle;
 
-pub const DISPLAY: &[Opt] = &[val(None, "units"), flag(Some('a'), "all"), flag(Some('c'), "colon")];
+pub const VGDISPLAY: OptSet = OptSet::new(&[O::Units, O::Nosuffix], &[O::Colon]);
+pub const LVDISPLAY: OptSet = OptSet::new(&[O::Units, O::Nosuffix, O::All], &[O::Colon]);
 
 pub fn vgdisplay(ctx: &mut Ctx) -> CmdResult {
     ctx.units = units_from(&ctx.args)?;
@@ -71,7 +72,7 @@ pub fn lvdisplay(ctx: &mut Ctx) -> CmdResult {
     let targets: Vec<(String, Option<String>)> = ctx.args.pos.iter().map(|p| split_lv_path(p)).collect();
     let names: Vec<String> = targets.iter().map(|t| t.0.clone()).collect();
     let loaded = load(ctx, &names);
-    let all = ctx.args.has("all");
+    let all = ctx.args.has(O::All);
     let enabled = ctx.session.activator().enabled();
     for l in &loaded {
         let vg = &l.read.vg;

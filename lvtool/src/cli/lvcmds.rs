@@ -1,11 +1,12 @@
 //! lvcreate, lvremove, lvextend/lvreduce/lvresize, lvrename, lvchange, vgchange.
 
-use super::args::{flag, val, Opt};
+use super::args::{OptSet, O};
 use super::pvvg::not_found;
 use super::{split_lv_path, CmdResult, Ctx, Fail};
 use crate::activate::{ActivationMode, LvState};
 use crate::alloc;
 use crate::lockarea::{self, LockArea};
+use crate::lockd_locker::{LockStart, Lockd, Started, Stopped};
 use crate::scan::VgRead;
 use crate::session::{LockMode, VgTxn};
 use crate::units::{parse_extents, parse_size, PercentOf, Sign, SizeArg};
@@ -13,21 +14,13 @@ use crate::uuid::Uuid;
 use crate::vg::{self, Lv, Vg};
 use crate::Error;
 
-pub const LVCREATE: &[Opt] = &[
-    val(Some('L'), "size"),
-    val(Some('l'), "extents"),
-    val(Some('n'), "name"),
-    val(Some('a'), "activate"),
-    val(Some('Z'), "zero"),
-    val(Some('W'), "wipesignatures"),
-    val(None, "addtag"),
-];
-pub const LVREMOVE: &[Opt] = &[];
-pub const RESIZE: &[Opt] = &[val(Some('L'), "size"), val(Some('l'), "extents")];
-pub const LVRENAME: &[Opt] = &[];
-pub const CHANGE: &[Opt] = &[val(Some('a'), "activate"), flag(None, "refresh")];
-pub const VGCHANGE: &[Opt] =
-    &[val(Some('a'), "activate"), flag(None, "refresh"), flag(None, "lock-start"), flag(None, "lock-stop")];
+pub const LVCREATE: OptSet =
+    OptSet::new(&[O::Size, O::Extents, O::Name, O::Activate, O::Zero, O::Wipesignatures, O::Addtag], &[]);
+pub const LVREMOVE: OptSet = OptSet::new(&[O::Force], &[]);
+pub const RESIZE: OptSet = OptSet::new(&[O::Size, O::Extents, O::Force], &[]);
+pub const LVRENAME: OptSet = OptSet::new(&[], &[]);
+pub const CHANGE: OptSet = OptSet::new(&[O::Activate, O::Refresh], &[]);
+pub const VGCHANGE: OptSet = OptSet::new(&[O::Activate, O::Refresh, O::LockStart, O::LockStop, O::Force], &[]);
 
 /// Is this VG formatted for sanlock (lvmlockd's shared VG)?
 fn is_sanlock(vg: &Vg) -> bool {
@@ -150,8 +143,8 @@ pub fn lvcreate(ctx: &mut Ctx) -> CmdResult {
     };
     let devs = devs.to_vec();
     let (vg_name, lv_in_path) = split_lv_path(target);
-    let size = ctx.args.get("size").map(parse_size).transpose()?;
-    let extents_arg = ctx.args.get("extents").map(parse_extents).transpose()?;
+    let size = ctx.args.get(O::Size).map(parse_size).transpose()?;
+    let extents_arg = ctx.args.get(O::Extents).map(parse_extents).transpose()?;
     if size.is_some() && extents_arg.is_some() {
         return Err(Fail::Usage("Please specify either size or extents (not both).".into()));
     }
@@ -167,7 +160,7 @@ pub fn lvcreate(ctx: &mut Ctx) -> CmdResult {
     if extents_arg.is_some_and(|s| s.value == 0) {
         return Err(Fail::Usage("--extents may not be zero.".into()));
     }
-    let name = ctx.args.get("name").map(String::from).or(lv_in_path);
+    let name = ctx.args.get(O::Name).map(String::from).or(lv_in_path);
     if let Some(n) = &name {
         if n.starts_with("snapshot") || n.starts_with("pvmove") {
             let p = if n.starts_with("snapshot") { "snapshot" } else { "pvmove" };
@@ -179,16 +172,16 @@ pub fn lvcreate(ctx: &mut Ctx) -> CmdResult {
             return Err(Fail::Usage(format!("Logical volume name \"{n}\" is invalid.")));
         }
     }
-    let tags = ctx.args.all("addtag").to_vec();
+    let tags = ctx.args.all(O::Addtag).to_vec();
     for t in &tags {
         vg::validate_tag(t)?;
     }
-    let activate = parse_activation(ctx.args.get("activate").unwrap_or("y"))?;
+    let activate = parse_activation(ctx.args.get(O::Activate).unwrap_or("y"))?;
     if activate.is_some() {
         ctx.session.activator().check_available()?;
     }
-    let zero_arg = ctx.args.get("zero").map(|v| yes_no(v, "zero")).transpose()?;
-    let wipe_arg = ctx.args.get("wipesignatures").map(|v| yes_no(v, "wipesignatures")).transpose()?;
+    let zero_arg = ctx.args.get(O::Zero).map(|v| yes_no(v, "zero")).transpose()?;
+    let wipe_arg = ctx.args.get(O::Wipesignatures).map(|v| yes_no(v, "wipesignatures")).transpose()?;
     // lvm2 clears an LV's start through its active device: an inactive new LV cannot be
     // cleared, which is refused when asked for and warned about by default.
     if activate.is_none() && (zero_arg == Some(true) || (wipe_arg == Some(true) && zero_arg != Some(false))) {
@@ -344,7 +337,7 @@ fn remove_lv(ctx: &mut Ctx, vg_name: &str, name: &str) -> Result<(), Fail> {
     let hold = ctx.session.lv_hold_here(&txn.vg, &lv)?;
     let active = hold.is_some() || ctx.session.lv_state(&txn.vg, &lv).is_active();
     if active
-        && !ctx.args.has("force")
+        && !ctx.args.has(O::Force)
         && !ctx.confirm(&format!("Do you really want to remove active logical volume {vg_name}/{name}?"))
     {
         return Err(Fail::Failed(format!("Logical volume {vg_name}/{name} not removed.")));
@@ -392,8 +385,8 @@ pub fn lvresize(ctx: &mut Ctx) -> CmdResult {
     let (vg_name, Some(lv_name)) = split_lv_path(target) else {
         return Err(Fail::Usage(format!("Please specify a logical volume path ({target} is a VG)")));
     };
-    let size = ctx.args.get("size").map(parse_size).transpose()?;
-    let ext_arg = ctx.args.get("extents").map(parse_extents).transpose()?;
+    let size = ctx.args.get(O::Size).map(parse_size).transpose()?;
+    let ext_arg = ctx.args.get(O::Extents).map(parse_extents).transpose()?;
     let arg = match (size, ext_arg) {
         (Some(_), Some(_)) => return Err(Fail::Usage("Please specify either size or extents (not both).".into())),
         (None, None) => return Err(Fail::Usage("No command with matching syntax recognised.".into())),
@@ -478,7 +471,7 @@ pub fn lvresize(ctx: &mut Ctx) -> CmdResult {
         alloc::extend(&mut txn.vg, &lv_name, (new - cur) as u32, only.as_deref())?;
     } else {
         if active_here
-            && !ctx.args.has("force")
+            && !ctx.args.has(O::Force)
             && !ctx.confirm(&format!(
                 "  WARNING: Reducing active logical volume to {}.\n  THIS MAY DESTROY YOUR DATA (filesystem etc.)\nDo you really want to reduce {vg_name}/{lv_name}?",
                 ctx.size(new * ext)
@@ -567,7 +560,7 @@ enum Change {
 }
 
 fn change_from_args(ctx: &Ctx) -> Result<Change, Fail> {
-    match (ctx.args.get("activate"), ctx.args.has("refresh")) {
+    match (ctx.args.get(O::Activate), ctx.args.has(O::Refresh)) {
         (Some(_), true) => Err(Fail::Usage("Only one of --activate and --refresh".into())),
         (Some(a), false) => Ok(parse_activation(a)?.map_or(Change::Deactivate, Change::Activate)),
         (None, true) => Ok(Change::Refresh),
@@ -629,7 +622,7 @@ pub fn lvchange(ctx: &mut Ctx) -> CmdResult {
 }
 
 pub fn vgchange(ctx: &mut Ctx) -> CmdResult {
-    match (ctx.args.has("lock-start"), ctx.args.has("lock-stop")) {
+    match (ctx.args.has(O::LockStart), ctx.args.has(O::LockStop)) {
         (true, true) => return Err(Fail::Usage("Only one of --lock-start and --lock-stop".into())),
         (true, false) => return lock_start(ctx),
         (false, true) => return lock_stop(ctx),
@@ -640,7 +633,7 @@ pub fn vgchange(ctx: &mut Ctx) -> CmdResult {
         ctx.session.activator().check_available()?;
     }
     // -aay: autoactivation (the boot unit), of every VG when none is named.
-    let auto = ctx.args.get("activate") == Some("ay");
+    let auto = ctx.args.get(O::Activate) == Some("ay");
     if ctx.args.pos.is_empty() && !auto {
         return Err(Fail::Usage("Please give volume group name(s)".into()));
     }
@@ -732,18 +725,18 @@ fn shared_vgs(ctx: &mut Ctx) -> Result<Vec<VgRead>, Fail> {
     Ok(out)
 }
 
-pub(super) fn lockd_client(ctx: &Ctx) -> Result<proto::lockd::client::Client, Fail> {
+/// lockd, for requests that are not the locks of the command (those go through the session).
+pub(super) fn lockd(ctx: &Ctx) -> Result<Lockd, Fail> {
     if ctx.settings.host_id.is_none() {
         return Err(Fail::Failed("Using a shared VG requires host_id in lvmlocal.toml (and lockd running).".into()));
     }
-    proto::lockd::client::Client::connect(&ctx.settings.run_dir).map_err(|e| Fail::Failed(e.to_string()))
+    Lockd::connect(&ctx.settings.run_dir).map_err(|e| Fail::Failed(e.to_string()))
 }
 
 /// `vgchange --lock-start [VG...]`: lockd joins each VG's lockspace; several VGs in parallel.
 fn lock_start(ctx: &mut Ctx) -> CmdResult {
-    use proto::lockd::protocol::{Request, Response};
-    lockd_client(ctx)?;
-    let mut reqs = vec![];
+    let lockd = lockd(ctx)?;
+    let mut starts = vec![];
     for read in shared_vgs(ctx)? {
         let vg = read.vg.clone();
         let area = ctx.session.lock_area(&read, &vg, None).and_then(|a| {
@@ -751,33 +744,20 @@ fn lock_start(ctx: &mut Ctx) -> CmdResult {
             crate::lockarea::lease_area(&vg, &|i| paths.get(i).cloned().flatten(), a.geometry)
         });
         match area {
-            Ok(area) => reqs
-                .push((vg.name.clone(), Request::LockStart { vg: vg.name.clone(), vg_uuid: vg.id.to_string(), area })),
+            Ok(area) => starts.push(LockStart { vg: vg.name.clone(), vg_uuid: vg.id.to_string(), area }),
             Err(e) => ctx.fail_one(Fail::Failed(format!("VG {} lock start failed: {e}", vg.name))),
         }
     }
-    let run_dir = ctx.settings.run_dir.clone();
-    for (vg, _) in &reqs {
-        ctx.say(&format!("VG {vg} starting sanlock lockspace"));
+    for s in &starts {
+        ctx.say(&format!("VG {} starting sanlock lockspace", s.vg));
     }
-    let results: Vec<(String, Result<Response, proto::lockd::client::ClientError>)> = std::thread::scope(|s| {
-        let hs: Vec<_> = reqs
-            .into_iter()
-            .map(|(vg, req)| {
-                let run_dir = &run_dir;
-                (vg, s.spawn(move || proto::lockd::client::Client::connect(run_dir)?.call(&req)))
-            })
-            .collect();
-        hs.into_iter().map(|(vg, h)| (vg, h.join().expect("lock start thread"))).collect()
-    });
-    for (vg, r) in results {
+    for (vg, r) in lockd.lock_start(starts) {
         match r {
-            Ok(Response::Started { already: true, .. }) => ctx.say(&format!("VG {vg} lockspace already started")),
-            Ok(Response::Started { host_id, generation, .. }) => {
+            Ok(Started::Already) => ctx.say(&format!("VG {vg} lockspace already started")),
+            Ok(Started::Joined { host_id, generation }) => {
                 ctx.say(&format!("VG {vg} lockspace started (host_id {host_id}, generation {generation})"))
             }
-            Ok(other) => ctx.fail_one(Fail::Failed(format!("VG {vg} lock start: unexpected reply {other:?}"))),
-            Err(e) => ctx.fail_one(Fail::Failed(format!("VG {vg} lock start failed: {e}"))),
+            Err(m) => ctx.fail_one(Fail::Failed(m)),
         }
     }
     Ok(())
@@ -786,25 +766,21 @@ fn lock_start(ctx: &mut Ctx) -> CmdResult {
 /// `vgchange --lock-stop [VG...]`: lockd leaves each VG's lockspace (refused while LVs of the VG
 /// are active here, unless --force).
 fn lock_stop(ctx: &mut Ctx) -> CmdResult {
-    use proto::lockd::protocol::{ErrorCode, Request, Response};
-    let mut c = lockd_client(ctx)?;
+    let mut lockd = lockd(ctx)?;
     let names: Vec<String> = if ctx.args.pos.is_empty() {
         shared_vgs(ctx)?.into_iter().map(|r| r.vg.name).collect()
     } else {
         ctx.args.pos.clone()
     };
-    let force = ctx.args.has("force");
+    let force = ctx.args.has(O::Force);
     for vg in names {
-        match c.call(&Request::LockStop { vg: vg.clone(), force }) {
-            Ok(Response::Stopped { released_lv_locks: 0 }) => ctx.say(&format!("VG {vg} lockspace stopped")),
-            Ok(Response::Stopped { released_lv_locks: n }) => {
+        match lockd.lock_stop(&vg, force) {
+            Ok(Stopped::Left { released_lv_locks: 0 }) => ctx.say(&format!("VG {vg} lockspace stopped")),
+            Ok(Stopped::Left { released_lv_locks: n }) => {
                 ctx.say(&format!("VG {vg} lockspace stopped ({n} LV lock(s) released by force)"))
             }
-            Ok(other) => ctx.fail_one(Fail::Failed(format!("VG {vg} lock stop: unexpected reply {other:?}"))),
-            Err(proto::lockd::client::ClientError::Daemon(e)) if e.code == ErrorCode::NoLockspace => {
-                ctx.say(&format!("VG {vg} lockspace is not started"))
-            }
-            Err(e) => ctx.fail_one(Fail::Failed(format!("VG {vg} lock stop failed: {e}"))),
+            Ok(Stopped::NotStarted) => ctx.say(&format!("VG {vg} lockspace is not started")),
+            Err(m) => ctx.fail_one(Fail::Failed(m)),
         }
     }
     Ok(())

@@ -19,7 +19,7 @@ use crate::lockd_locker::LockdLocker;
 use crate::session::{Locker, NoLocks, Session};
 use crate::settings::Settings;
 use crate::units::{SizeError, SuffixStyle, Units};
-use args::{Args, Opt};
+use args::{Args, OptSet, O};
 
 /// lvm2's exit codes.
 pub const ECMD_PROCESSED: i32 = 0;
@@ -69,7 +69,7 @@ pub struct Ctx {
 impl Ctx {
     /// A message on stdout, indented as lvm2 prints them.
     pub fn say(&self, msg: &str) {
-        if !self.args.has("quiet") {
+        if !self.args.has(O::Quiet) {
             println!("  {msg}");
         }
     }
@@ -85,7 +85,7 @@ impl Ctx {
 
     /// Asks a yes/no question (lvm2's `yes_no_prompt`); `--yes` answers yes, end of input no.
     pub fn confirm(&self, question: &str) -> bool {
-        if self.args.has("yes") {
+        if self.args.has(O::Yes) {
             return true;
         }
         print!("{question} [y/n]: ");
@@ -100,6 +100,11 @@ impl Ctx {
         }
     }
 
+    /// Whether this command accepts `o` (for code shared by several commands).
+    pub fn opts_accept(&self, o: O) -> bool {
+        COMMANDS.iter().find(|c| c.name == self.cmd).is_some_and(|c| c.opts.accepts(o))
+    }
+
     /// Records a failure of one object and prints it.
     pub fn fail_one(&mut self, f: Fail) {
         match f {
@@ -112,7 +117,7 @@ impl Ctx {
 
 struct Command {
     name: &'static str,
-    opts: &'static [Opt],
+    opts: OptSet,
     run: fn(&mut Ctx) -> CmdResult,
     /// Positional arguments that are devices to add to the scan.
     scans_args: bool,
@@ -121,14 +126,14 @@ struct Command {
 const COMMANDS: &[Command] = &[
     Command { name: "pvcreate", opts: pvvg::PVCREATE, run: pvvg::pvcreate, scans_args: true },
     Command { name: "pvremove", opts: pvvg::PVREMOVE, run: pvvg::pvremove, scans_args: true },
-    Command { name: "pvs", opts: reports::REPORT, run: reports::pvs, scans_args: true },
+    Command { name: "pvs", opts: reports::PVS, run: reports::pvs, scans_args: true },
     Command { name: "vgcreate", opts: pvvg::VGCREATE, run: pvvg::vgcreate, scans_args: true },
     Command { name: "vgremove", opts: pvvg::VGREMOVE, run: pvvg::vgremove, scans_args: false },
     Command { name: "vgck", opts: repair::VGCK, run: repair::vgck, scans_args: false },
     Command { name: "vgextend", opts: pvvg::VGEXTEND, run: pvvg::vgextend, scans_args: true },
     Command { name: "vgreduce", opts: pvvg::VGREDUCE, run: pvvg::vgreduce, scans_args: false },
-    Command { name: "vgs", opts: reports::REPORT, run: reports::vgs, scans_args: false },
-    Command { name: "vgdisplay", opts: display::DISPLAY, run: display::vgdisplay, scans_args: false },
+    Command { name: "vgs", opts: reports::VGS, run: reports::vgs, scans_args: false },
+    Command { name: "vgdisplay", opts: display::VGDISPLAY, run: display::vgdisplay, scans_args: false },
     Command { name: "vgchange", opts: lvcmds::VGCHANGE, run: lvcmds::vgchange, scans_args: false },
     Command { name: "lvcreate", opts: lvcmds::LVCREATE, run: lvcmds::lvcreate, scans_args: false },
     Command { name: "lvremove", opts: lvcmds::LVREMOVE, run: lvcmds::lvremove, scans_args: false },
@@ -137,8 +142,8 @@ const COMMANDS: &[Command] = &[
     Command { name: "lvresize", opts: lvcmds::RESIZE, run: lvcmds::lvresize, scans_args: false },
     Command { name: "lvrename", opts: lvcmds::LVRENAME, run: lvcmds::lvrename, scans_args: false },
     Command { name: "lvchange", opts: lvcmds::CHANGE, run: lvcmds::lvchange, scans_args: false },
-    Command { name: "lvs", opts: reports::REPORT, run: reports::lvs, scans_args: false },
-    Command { name: "lvdisplay", opts: display::DISPLAY, run: display::lvdisplay, scans_args: false },
+    Command { name: "lvs", opts: reports::LVS, run: reports::lvs, scans_args: false },
+    Command { name: "lvdisplay", opts: display::LVDISPLAY, run: display::lvdisplay, scans_args: false },
 ];
 
 fn usage() -> i32 {
@@ -156,7 +161,7 @@ pub fn run(argv: &[String]) -> i32 {
         eprintln!("  No such command '{name}'.  Try 'lvtool' without arguments for a list.");
         return 2;
     };
-    let args = match args::parse(rest, cmd.opts) {
+    let args = match args::parse(rest, &cmd.opts) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("  {}: {e}", cmd.name);
@@ -164,8 +169,8 @@ pub fn run(argv: &[String]) -> i32 {
             return EINVALID_CMD_LINE;
         }
     };
-    if args.has("help") {
-        let opts: Vec<String> = cmd.opts.iter().map(|o| format!("--{}", o.long)).collect();
+    if args.has(O::Help) {
+        let opts: Vec<String> = cmd.opts.accepted.iter().map(|o| format!("--{}", o.spec().long)).collect();
         println!("  {} {}", cmd.name, opts.join(" "));
         return ECMD_PROCESSED;
     }
@@ -176,7 +181,7 @@ pub fn run(argv: &[String]) -> i32 {
         eprintln!("  {}: must be run as root (LVM reads and writes block devices).", cmd.name);
         return ECMD_FAILED;
     }
-    let driver = match args.get("driverloaded") {
+    let driver = match args.get(O::Driverloaded) {
         None | Some("y") | Some("yes") | Some("1") => true,
         Some("n") | Some("no") | Some("0") => false,
         Some(v) => {
@@ -184,7 +189,7 @@ pub fn run(argv: &[String]) -> i32 {
             return EINVALID_CMD_LINE;
         }
     };
-    let settings = match Settings::load(args.get("config").map(std::path::Path::new)) {
+    let settings = match Settings::load(args.get(O::Config).map(std::path::Path::new)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("  {e}");
@@ -195,7 +200,7 @@ pub fn run(argv: &[String]) -> i32 {
         eprintln!("  WARNING: {w}");
     }
     let mut devices: Vec<PathBuf> =
-        args.all("devices").iter().flat_map(|d| d.split(',')).filter(|d| !d.is_empty()).map(PathBuf::from).collect();
+        args.all(O::Devices).iter().flat_map(|d| d.split(',')).filter(|d| !d.is_empty()).map(PathBuf::from).collect();
     if devices.is_empty() {
         devices = settings.devices.clone();
     }
@@ -214,7 +219,7 @@ pub fn run(argv: &[String]) -> i32 {
     };
     let description = format!("Write from lvtool {}.", argv.join(" "));
     // A host with a host_id takes part in shared VGs through lockd; others take no locks.
-    let lockd = settings.host_id.is_some() && !args.has("nolocking");
+    let lockd = settings.host_id.is_some() && !args.has(O::Nolocking);
     let locker: Box<dyn Locker> =
         if lockd { Box::new(LockdLocker::new(&settings.run_dir, settings.timeouts)) } else { Box::new(NoLocks) };
     let mut session = Session::new(devices, activator, locker, description, settings.timeouts);
@@ -252,10 +257,25 @@ pub fn split_lv_path(s: &str) -> (String, Option<String>) {
 
 /// `--units`, `--nosuffix`.
 pub fn units_from(args: &Args) -> Result<Units, Fail> {
-    let mut u = match args.get("units") {
+    let mut u = match args.get(O::Units) {
         Some(s) => Units::parse(s).ok_or_else(|| Fail::Usage(format!("Invalid argument for --units: {s}")))?,
         None => Units::default(),
     };
-    u.suffix = !args.has("nosuffix");
+    u.suffix = !args.has(O::Nosuffix);
     Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No command recognises one spelling twice (a short letter would silently pick one).
+    #[test]
+    fn option_sets_are_consistent() {
+        for c in COMMANDS {
+            args::check_set(c.name, &c.opts).unwrap();
+        }
+        let clash = OptSet::new(&[O::Extents, O::Maxlogicalvolumes], &[]);
+        assert!(args::check_set("x", &clash).is_err());
+    }
 }

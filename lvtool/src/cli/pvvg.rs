@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::args::{flag, val, Opt};
+use super::args::{OptSet, O};
 use super::{CmdResult, Ctx, Fail};
 use crate::alloc;
 use crate::device::FileDevice;
@@ -13,19 +13,16 @@ use crate::units::parse_size;
 use crate::uuid::Uuid;
 use crate::vg::{self, Lv, Pv, Vg};
 
-pub const PVCREATE: &[Opt] = &[val(Some('u'), "uuid"), flag(Some('Z'), "zero")];
-pub const PVREMOVE: &[Opt] = &[];
-pub const VGCREATE: &[Opt] = &[
-    val(Some('s'), "physicalextentsize"),
-    flag(None, "shared"),
-    val(None, "locktype"),
-    val(None, "addtag"),
-    val(Some('l'), "maxlogicalvolumes"),
-    val(Some('p'), "maxphysicalvolumes"),
-];
-pub const VGREMOVE: &[Opt] = &[];
-pub const VGEXTEND: &[Opt] = &[];
-pub const VGREDUCE: &[Opt] = &[];
+pub const PVCREATE: OptSet = OptSet::new(&[O::Uuid, O::Force], &[O::PvZero]);
+pub const PVREMOVE: OptSet = OptSet::new(&[O::Force], &[]);
+pub const VGCREATE: OptSet = OptSet::new(
+    &[O::Physicalextentsize, O::Shared, O::Locktype, O::Addtag, O::Maxlogicalvolumes, O::Maxphysicalvolumes, O::Force],
+    &[],
+);
+pub const VGREMOVE: OptSet = OptSet::new(&[O::Force], &[]);
+/// `-f`: as pvcreate's, for devices that are not PVs yet.
+pub const VGEXTEND: OptSet = OptSet::new(&[O::Force], &[]);
+pub const VGREDUCE: OptSet = OptSet::new(&[], &[]);
 
 /// The VG a scanned PV belongs to, by its UUID in some VG's metadata.
 fn pv_vg(ctx: &mut Ctx, idx: usize) -> Option<String> {
@@ -89,9 +86,11 @@ fn create_pv(ctx: &mut Ctx, dev: &str) -> Result<(), Fail> {
     if !Path::new(dev).exists() {
         return Err(Fail::Failed(format!("No device found for {dev}.")));
     }
-    let force = ctx.args.all("force").len();
+    let force = ctx.args.all(O::Force).len();
     let not_init = |m: String| Fail::Failed(format!("{m}\n  {dev}: physical volume not initialized."));
-    let uuid = match ctx.args.get("uuid") {
+    // `--uuid` is pvcreate's; vgcreate and vgextend make PVs with new UUIDs.
+    let given = if ctx.opts_accept(O::Uuid) { ctx.args.get(O::Uuid) } else { None };
+    let uuid = match given {
         Some(u) => Uuid::parse(u).map_err(|e| Fail::Usage(e.to_string()))?,
         None => Uuid::generate()?,
     };
@@ -165,7 +164,7 @@ pub fn pvremove(ctx: &mut Ctx) -> CmdResult {
         return Err(Fail::Usage("No command with matching syntax recognised.".into()));
     }
     ctx.session.lock_gl(LockMode::Ex)?;
-    let force = ctx.args.all("force").len();
+    let force = ctx.args.all(O::Force).len();
     for dev in ctx.args.pos.clone() {
         let Some(i) = ctx.session.find_device(Path::new(&dev)) else {
             ctx.fail_one(Fail::Failed(format!("No PV found on device {dev}.")));
@@ -264,7 +263,7 @@ pub fn vgcreate(ctx: &mut Ctx) -> CmdResult {
         };
         return Err(Fail::Usage(format!("{reason}\n  New volume group name \"{name}\" is invalid.")));
     }
-    let extent_size = match ctx.args.get("physicalextentsize") {
+    let extent_size = match ctx.args.get(O::Physicalextentsize) {
         None => 8192u64,
         Some(s) => parse_size(s)?.value,
     };
@@ -274,17 +273,17 @@ pub fn vgcreate(ctx: &mut Ctx) -> CmdResult {
     if extent_size % 8 != 0 || extent_size > u32::MAX as u64 {
         return Err(Fail::Usage("Physical extent size must be a multiple of 4 KiB and below 2 TiB".into()));
     }
-    let shared = ctx.args.has("shared") || ctx.args.get("locktype").is_some();
-    if let Some(t) = ctx.args.get("locktype") {
+    let shared = ctx.args.has(O::Shared) || ctx.args.get(O::Locktype).is_some();
+    if let Some(t) = ctx.args.get(O::Locktype) {
         if t != "sanlock" && t != "none" {
             return Err(Fail::Usage(format!("lock type {t} is not supported (sanlock only)")));
         }
     }
-    let shared = shared && ctx.args.get("locktype") != Some("none");
+    let shared = shared && ctx.args.get(O::Locktype) != Some("none");
     if shared && lockarea::lockspace_name(&name).len() > lease::ondisk::NAME_LEN {
         return Err(Fail::Usage(format!("VG name {name} is too long for a sanlock lockspace (max 44 characters)")));
     }
-    let tags = ctx.args.all("addtag").to_vec();
+    let tags = ctx.args.all(O::Addtag).to_vec();
     for t in &tags {
         vg::validate_tag(t)?;
     }
@@ -310,12 +309,12 @@ pub fn vgcreate(ctx: &mut Ctx) -> CmdResult {
     vg.tags = tags;
     vg.max_lv = ctx
         .args
-        .get("maxlogicalvolumes")
+        .get(O::Maxlogicalvolumes)
         .map_or(Ok(0), |s| s.parse())
         .map_err(|_| Fail::Usage("Invalid argument for --maxlogicalvolumes".into()))?;
     vg.max_pv = ctx
         .args
-        .get("maxphysicalvolumes")
+        .get(O::Maxphysicalvolumes)
         .map_or(Ok(0), |s| s.parse())
         .map_err(|_| Fail::Usage("Invalid argument for --maxphysicalvolumes".into()))?;
     for (k, &i) in idxs.iter().enumerate() {
@@ -348,7 +347,7 @@ fn make_shared(ctx: &mut Ctx, vg: &mut Vg, idxs: &[usize], gl_enabled: bool) -> 
     vg.lock_type = Some(lockarea::LOCK_TYPE.into());
     vg.lock_args = Some(lockarea::VG_LOCK_ARGS.into());
     let first = ctx.session.scan().pvs[idxs[0]].path.clone();
-    let (logical, physical) = lockarea::block_sizes(&first);
+    let (logical, physical) = lockarea::block_sizes(&first)?;
     let geometry = lockarea::geometry_for(logical, physical);
     let bytes = lockarea::initial_lv_mib(geometry) << 20;
     let extents = (bytes / (vg.extent_size as u64 * 512)) as u32;
@@ -399,7 +398,7 @@ fn remove_one_vg(ctx: &mut Ctx, name: &str) -> Result<(), Fail> {
     let vg = txn.read.vg.clone();
     let visible: Vec<&Lv> = vg.lvs.iter().filter(|l| l.is_visible()).collect();
     if !visible.is_empty()
-        && !ctx.args.has("force")
+        && !ctx.args.has(O::Force)
         && !ctx.confirm(&format!(
             "Do you really want to remove volume group \"{name}\" containing {} logical volumes?",
             visible.len()
@@ -416,7 +415,7 @@ fn remove_one_vg(ctx: &mut Ctx, name: &str) -> Result<(), Fail> {
         .into());
     }
     // Without locking (no host_id, or --nolocking, as lvm2's), nobody is asked.
-    let shared = crate::lockd_locker::is_shared(&vg) && ctx.settings.host_id.is_some() && !ctx.args.has("nolocking");
+    let shared = crate::lockd_locker::is_shared(&vg) && ctx.settings.host_id.is_some() && !ctx.args.has(O::Nolocking);
     if shared {
         no_other_hosts(ctx, &txn.read, name)?;
     }
@@ -430,8 +429,7 @@ fn remove_one_vg(ctx: &mut Ctx, name: &str) -> Result<(), Fail> {
     ctx.say(&format!("Volume group \"{name}\" successfully removed"));
     if shared {
         // The lease area went with the VG: give back our host_id lease (lvmlockd's free_vg).
-        use proto::lockd::protocol::Request;
-        if let Err(e) = super::lvcmds::lockd_client(ctx)?.call(&Request::LockStop { vg: name.into(), force: false }) {
+        if let Err(e) = super::lvcmds::lockd(ctx)?.vg_removed(name) {
             ctx.err(&format!("WARNING: VG {name} removed, but its lockspace did not stop: {e}"));
         }
     }
@@ -444,12 +442,7 @@ fn remove_one_vg(ctx: &mut Ctx, name: &str) -> Result<(), Fail> {
 /// since lockd last looked), are gone; any other state, including not yet known, might be
 /// writing.
 fn no_other_hosts(ctx: &mut Ctx, read: &crate::scan::VgRead, name: &str) -> Result<(), Fail> {
-    use proto::lockd::protocol::{Request, Response};
-    let status = match super::lvcmds::lockd_client(ctx)?.call(&Request::Status) {
-        Ok(Response::Status(s)) => s,
-        Ok(other) => return Err(Fail::Failed(format!("lockd status: unexpected reply {other:?}"))),
-        Err(e) => return Err(Fail::Failed(format!("lockd status: {e}"))),
-    };
+    let status = super::lvcmds::lockd(ctx)?.status().map_err(Fail::Failed)?;
     let Some(ls) = status.lockspaces.iter().find(|l| l.vg == name) else {
         return Err(Fail::Failed(format!(
             "VG {name} lockspace is not started here; start it (vgchange --lock-start) to remove the VG"

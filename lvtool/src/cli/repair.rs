@@ -2,21 +2,20 @@
 //! LV locks, freed by lockd under the VG lock) and moving the global lock out of a VG that is
 //! about to be removed.
 
-use proto::lockd::protocol::{Mode, RepairReport, Request, Resource, Response};
-
-use super::args::{flag, Opt};
-use super::lvcmds::lockd_client;
+use super::args::{OptSet, O};
+use super::lvcmds::lockd;
 use super::pvvg::not_found;
 use super::{CmdResult, Ctx, Fail};
+use crate::lockd_locker::RepairReport;
 
-pub const VGCK: &[Opt] = &[flag(None, "lock-repair")];
+pub const VGCK: OptSet = OptSet::new(&[O::LockRepair], &[]);
 
 /// `vgck --lock-repair VG...`: asks lockd to free this VG's orphaned LV slots (leases of LVs the
 /// committed metadata no longer has, held by nobody alive) and to release this host's locks of
 /// such LVs, unless a device of the VG that the metadata no longer explains is still active
 /// here. Prints what was freed and what was left (a lease a live host holds is only reported).
 pub fn vgck(ctx: &mut Ctx) -> CmdResult {
-    if !ctx.args.has("lock-repair") {
+    if !ctx.args.has(O::LockRepair) {
         return Err(Fail::Usage("vgck checks only leases here: use vgck --lock-repair VG".into()));
     }
     if ctx.args.pos.is_empty() {
@@ -31,16 +30,10 @@ pub fn vgck(ctx: &mut Ctx) -> CmdResult {
 }
 
 fn repair_one(ctx: &mut Ctx, name: &str) -> Result<(), Fail> {
-    let mut c = lockd_client(ctx)?;
-    let call = |c: &mut proto::lockd::client::Client, r: &Request| {
-        c.call(r).map_err(|e| Fail::Failed(format!("VG {name}: {e}")))
-    };
+    let mut c = lockd(ctx)?;
     // The VG lock in ex on the connection that asks for the repair: lockd requires it, and
     // nothing changes the metadata or the leases of this VG meanwhile.
-    call(
-        &mut c,
-        &Request::Lock { vg: name.into(), resource: Resource::Vg, mode: Mode::Ex, persistent: false, area: None },
-    )?;
+    c.lock_vg_ex(name).map_err(|e| Fail::Failed(format!("VG {name}: {e}")))?;
     ctx.session.rescan();
     let read = ctx.session.scan().read_vg(name).map_err(|e| not_found(e, name))?;
     if !crate::lockd_locker::is_shared(&read.vg) {
@@ -57,17 +50,12 @@ fn repair_one(ctx: &mut Ctx, name: &str) -> Result<(), Fail> {
              their locks are kept (remove the devices first)",
             stale.join(", ")
         ));
-        if let Response::Status(s) = call(&mut c, &Request::Status)? {
-            if let Some(ls) = s.lockspaces.iter().find(|l| l.vg == name) {
-                keep = ls.locks.iter().map(|l| l.resource.clone()).collect();
-            }
+        let s = c.status().map_err(|e| Fail::Failed(format!("VG {name}: {e}")))?;
+        if let Some(ls) = s.lockspaces.iter().find(|l| l.vg == name) {
+            keep = ls.locks.iter().map(|l| l.resource.clone()).collect();
         }
     }
-    let Response::Repaired(RepairReport { freed, released, left }) =
-        call(&mut c, &Request::Repair { vg: name.into(), keep })?
-    else {
-        return Err(Fail::Failed(format!("VG {name}: unexpected reply from lockd")));
-    };
+    let RepairReport { freed, released, left } = c.repair(name, keep).map_err(Fail::Failed)?;
     for (o, u) in &freed {
         ctx.say(&format!("VG {name}: freed orphaned lease of LV {u} at offset {o}"));
     }
@@ -87,11 +75,11 @@ fn repair_one(ctx: &mut Ctx, name: &str) -> Result<(), Fail> {
 /// the first other shared VG started here (holding every GL slot meanwhile); with none, warns
 /// that no global lock will be enabled afterwards.
 pub fn move_gl_away(ctx: &mut Ctx, name: &str) {
-    if ctx.settings.host_id.is_none() || ctx.args.has("nolocking") {
+    if ctx.settings.host_id.is_none() || ctx.args.has(O::Nolocking) {
         return;
     }
-    let Ok(mut c) = lockd_client(ctx) else { return };
-    let Ok(Response::Status(s)) = c.call(&Request::Status) else { return };
+    let Ok(mut c) = lockd(ctx) else { return };
+    let Ok(s) = c.status() else { return };
     if !s.lockspaces.iter().any(|l| l.vg == name) {
         return;
     }
@@ -119,7 +107,7 @@ pub fn move_gl_away(ctx: &mut Ctx, name: &str) {
         ));
         return;
     };
-    match c.call(&Request::GlEnable { vg: to.to_string() }) {
+    match c.gl_enable(to) {
         Ok(_) => ctx.say(&format!("Global lock moved from VG {name} to VG {to}")),
         Err(e) => ctx.err(&format!("WARNING: VG {name} holds the global lock; moving it to VG {to} failed: {e}")),
     }

@@ -1,6 +1,6 @@
 //! pvs, vgs, lvs.
 
-use super::args::{flag, val, Opt};
+use super::args::{OptSet, O};
 use super::pvvg::not_found;
 use super::{split_lv_path, units_from, CmdResult, Ctx, Fail};
 use crate::activate::LvState;
@@ -8,20 +8,18 @@ use crate::report::{self, Obj, Options, PvRow, ReportType, Row, VgInfo};
 use crate::scan::{Disagreement, MdaState, VgRead};
 use crate::session::LockMode;
 
-pub const REPORT: &[Opt] = &[
-    val(Some('o'), "options"),
-    val(Some('O'), "sort"),
-    val(None, "units"),
-    flag(None, "nosuffix"),
-    flag(None, "noheadings"),
-    val(None, "separator"),
-    val(None, "reportformat"),
-    flag(Some('a'), "all"),
-    flag(None, "segments"),
-    flag(None, "shared"),
-    flag(None, "foreign"),
-    flag(None, "aligned"),
-];
+/// The options of all three reports.
+macro_rules! report_opts {
+    ($($o:expr),*) => {
+        &[
+            O::Options, O::Sort, O::Units, O::Nosuffix, O::Noheadings, O::Separator, O::Reportformat,
+            O::ReportShared, O::Foreign, O::Aligned, $($o),*
+        ]
+    };
+}
+pub const PVS: OptSet = OptSet::new(report_opts!(), &[O::PvsAll]);
+pub const VGS: OptSet = OptSet::new(report_opts!(O::All), &[]);
+pub const LVS: OptSet = OptSet::new(report_opts!(O::All, O::Segments), &[]);
 
 /// A VG read for a report, with what the rows need besides the metadata.
 pub(super) struct Loaded {
@@ -206,22 +204,31 @@ pub(super) fn report_damage(ctx: &mut Ctx, only: Option<&[std::path::PathBuf]>) 
 }
 
 fn options(ctx: &Ctx) -> Result<Options, Fail> {
-    let json = match ctx.args.get("reportformat") {
+    let json = match ctx.args.get(O::Reportformat) {
         None | Some("basic") => false,
         Some("json") => true,
         Some(f) => return Err(Fail::Usage(format!("Unknown report format: {f}"))),
     };
     Ok(Options {
         units: units_from(&ctx.args)?,
-        headings: !ctx.args.has("noheadings"),
-        separator: ctx.args.get("separator").map(String::from),
+        headings: !ctx.args.has(O::Noheadings),
+        separator: ctx.args.get(O::Separator).map(String::from),
+        aligned: ctx.args.has(O::Aligned),
         json,
     })
 }
 
 fn fields(ctx: &Ctx, default: &str, t: ReportType) -> Result<Vec<&'static report::Field>, Fail> {
     // An unknown field is a failed command in lvm2 (exit 5), not a usage error.
-    report::resolve_fields(ctx.args.all("options"), default, t).map_err(Fail::Failed)
+    report::resolve_fields(ctx.args.all(O::Options), default, t).map_err(Fail::Failed)
+}
+
+/// `-O`: the last one given replaces the default order (rows are built in that order).
+fn sort_keys(ctx: &Ctx, t: ReportType) -> Result<Vec<report::SortKey>, Fail> {
+    match ctx.args.get(O::Sort) {
+        None => Ok(vec![]),
+        Some(s) => report::resolve_sort(s, t).map_err(Fail::Failed),
+    }
 }
 
 /// Devices still mapped here for LVs that are gone from the metadata (seed 000).
@@ -239,21 +246,25 @@ fn warn_stale(ctx: &Ctx, infos: &[VgInfo]) {
 pub fn vgs(ctx: &mut Ctx) -> CmdResult {
     let opts = options(ctx)?;
     let fields = fields(ctx, report::VGS_DEFAULT, ReportType::Vgs)?;
+    let keys = sort_keys(ctx, ReportType::Vgs)?;
+    // `-a`: all VGs, which is what no VG names means too.
     let names = ctx.args.pos.clone();
     let loaded = load(ctx, &names);
     let infos: Vec<VgInfo> = loaded.iter().map(Loaded::info).collect();
     warn_stale(ctx, &infos);
-    let rows: Vec<Row> = infos.iter().map(|v| Row { vg: Some(v), pv: None, lv: None, seg: None }).collect();
+    let mut rows: Vec<Row> = infos.iter().map(|v| Row { vg: Some(v), pv: None, lv: None, seg: None }).collect();
+    report::sort_rows(&mut rows, &keys, &opts);
     print!("{}", report::render(ReportType::Vgs, &fields, &rows, &opts));
     Ok(())
 }
 
 pub fn lvs(ctx: &mut Ctx) -> CmdResult {
     let opts = options(ctx)?;
-    let segments = ctx.args.has("segments");
+    let segments = ctx.args.has(O::Segments);
     let default = if segments { report::SEGS_DEFAULT } else { report::LVS_DEFAULT };
     let t = if segments { ReportType::Segs } else { ReportType::Lvs };
     let fields = fields(ctx, default, t)?;
+    let keys = sort_keys(ctx, t)?;
     let per_seg = segments || fields.iter().any(|f| f.obj == Obj::Seg);
     let targets: Vec<(String, Option<String>)> = ctx.args.pos.iter().map(|p| split_lv_path(p)).collect();
     let vg_names: Vec<String> = targets.iter().map(|t| t.0.clone()).collect();
@@ -265,7 +276,7 @@ pub fn lvs(ctx: &mut Ctx) -> CmdResult {
     }
     let infos: Vec<VgInfo> = loaded.iter().map(Loaded::info).collect();
     warn_stale(ctx, &infos);
-    let all = ctx.args.has("all");
+    let all = ctx.args.has(O::All);
     let mut rows = vec![];
     for v in &infos {
         let wanted: Vec<&str> = targets.iter().filter(|t| t.0 == v.vg.name).filter_map(|t| t.1.as_deref()).collect();
@@ -280,7 +291,10 @@ pub fn lvs(ctx: &mut Ctx) -> CmdResult {
                 ctx.fail_one(Fail::Failed(format!("Failed to find logical volume \"{}/{w}\"", v.vg.name)));
             }
         }
-        lvs.sort_by(|a, b| a.name.cmp(&b.name));
+        // lvm2's default order is by name; `-O` sorts the LVs as the metadata lists them.
+        if keys.is_empty() {
+            lvs.sort_by(|a, b| a.name.cmp(&b.name));
+        }
         for lv in lvs {
             if per_seg && !lv.segments.is_empty() {
                 for s in &lv.segments {
@@ -292,6 +306,7 @@ pub fn lvs(ctx: &mut Ctx) -> CmdResult {
         }
     }
     let t = if per_seg { ReportType::Segs } else { ReportType::Lvs };
+    report::sort_rows(&mut rows, &keys, &opts);
     print!("{}", report::render(t, &fields, &rows, &opts));
     Ok(())
 }
@@ -299,6 +314,7 @@ pub fn lvs(ctx: &mut Ctx) -> CmdResult {
 pub fn pvs(ctx: &mut Ctx) -> CmdResult {
     let opts = options(ctx)?;
     let fields = fields(ctx, report::PVS_DEFAULT, ReportType::Pvs)?;
+    let keys = sort_keys(ctx, ReportType::Pvs)?;
     let loaded = load(ctx, &[]);
     let infos: Vec<VgInfo> = loaded.iter().map(Loaded::info).collect();
     let wanted: Vec<std::path::PathBuf> =
@@ -340,8 +356,9 @@ pub fn pvs(ctx: &mut Ctx) -> CmdResult {
         wanted.is_empty() || wanted.contains(&std::fs::canonicalize(&r.path).unwrap_or_else(|_| r.path.clone().into()))
     });
     pv_rows.sort_by(|a, b| a.path.cmp(&b.path));
-    let rows: Vec<Row> =
+    let mut rows: Vec<Row> =
         pv_rows.iter().map(|p| Row { vg: p.vg.map(|v| v.0), pv: Some(p), lv: None, seg: None }).collect();
+    report::sort_rows(&mut rows, &keys, &opts);
     print!("{}", report::render(ReportType::Pvs, &fields, &rows, &opts));
     Ok(())
 }
