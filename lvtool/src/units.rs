@@ -4,13 +4,14 @@
 
 use std::fmt;
 
-/// How sizes are printed: lvm2's `--units` letter.
+/// How sizes are printed: lvm2's `--units` letter. Only [`Units::parse`] makes one from a letter,
+/// so every value holds a letter the formatting knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Units {
     /// One of `hHrR` (human), `bBsS`, `kmgtpe` (powers of 1024), `KMGTPE` (powers of 1000).
-    pub letter: char,
+    letter: char,
     /// `--nosuffix`: drop the unit letter (human units keep it, as in lvm2).
-    pub suffix: bool,
+    suffix: bool,
 }
 
 impl Default for Units {
@@ -42,6 +43,15 @@ impl Units {
         let mut c = s.chars();
         let (Some(l), None) = (c.next(), c.next()) else { return None };
         "hHrRbBsSkmgtpeKMGTPE".contains(l).then_some(Units { letter: l, suffix: true })
+    }
+
+    /// The same units, printed without the unit letter (`--nosuffix`) or with it.
+    pub fn with_suffix(self, suffix: bool) -> Units {
+        Units { suffix, ..self }
+    }
+
+    pub fn letter(self) -> char {
+        self.letter
     }
 
     fn base(self) -> Base {
@@ -228,7 +238,7 @@ mod tests {
     use super::*;
 
     fn u(l: char) -> Units {
-        Units { letter: l, suffix: true }
+        Units::parse(&l.to_string()).expect("a --units letter")
     }
 
     /// Values printed by real lvm2 2.03.16 for the same sizes.
@@ -241,8 +251,8 @@ mod tests {
         assert_eq!(u('s').format(492 * mib, SuffixStyle::Unit), "1007616S");
         assert_eq!(u('b').format(492 * mib, SuffixStyle::Unit), "515899392B");
         assert_eq!(u('t').format(12 * mib, SuffixStyle::Unit), "0.00t");
-        assert_eq!(Units { letter: 'm', suffix: false }.format(12 * mib, SuffixStyle::Unit), "12.00");
-        assert_eq!(Units { letter: 'b', suffix: false }.format(32768, SuffixStyle::Unit), "16777216");
+        assert_eq!(u('m').with_suffix(false).format(12 * mib, SuffixStyle::Unit), "12.00");
+        assert_eq!(u('b').with_suffix(false).format(32768, SuffixStyle::Unit), "16777216");
         assert_eq!(u('r').format(0, SuffixStyle::Unit), "0 ");
         assert_eq!(u('r').format(0, SuffixStyle::Short), "0   ");
         assert_eq!(u('r').format(12 * mib, SuffixStyle::Short), "12.00 MiB");

@@ -257,12 +257,11 @@ pub fn split_lv_path(s: &str) -> (String, Option<String>) {
 
 /// `--units`, `--nosuffix`.
 pub fn units_from(args: &Args) -> Result<Units, Fail> {
-    let mut u = match args.get(O::Units) {
+    let u = match args.get(O::Units) {
         Some(s) => Units::parse(s).ok_or_else(|| Fail::Usage(format!("Invalid argument for --units: {s}")))?,
         None => Units::default(),
     };
-    u.suffix = !args.has(O::Nosuffix);
-    Ok(u)
+    Ok(u.with_suffix(!args.has(O::Nosuffix)))
 }
 
 #[cfg(test)]
