@@ -364,10 +364,19 @@ fn connection(shared: &Shared, conn: ConnId, mut stream: UnixStream) {
                     shared.slots.update(conn, |s| s.may_hold_locks = true);
                 }
                 let d = daemon.clone();
-                // A bug in one request must not take the daemon down.
+                // A bug in one request fails that request only: the lockspace state it may have
+                // held stays usable (`guarded`), and renewals go on in their own thread.
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d.handle(conn, req))) {
                     Ok(r) => r,
-                    Err(_) => Response::error(ErrorCode::Internal, "internal error (see lockd's log)"),
+                    Err(panic) => {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        error!("connection {conn}: request failed with an internal error: {what}");
+                        Response::error(ErrorCode::Internal, "internal error (see lockd's log)")
+                    }
                 }
             }
             Err(e) => {
