@@ -52,6 +52,11 @@ impl<T> Guarded<T> {
         }
     }
 
+    #[cfg(test)]
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.is_poisoned()
+    }
+
     fn recovered(&self) {
         // Only the first taker after a panic gets here: the flag is cleared.
         self.inner.clear_poison();

@@ -31,6 +31,8 @@ pub mod protocol;
 pub mod server;
 pub mod state;
 pub mod status;
+#[cfg(test)]
+mod testenv;
 pub mod util;
 pub mod watchdog;
 

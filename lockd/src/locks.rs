@@ -1203,3 +1203,152 @@ impl<B: Backend> Lockspace<B> {
         Ok(rep)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testenv::*;
+    use lease::testkit::StepClock;
+
+    fn running() -> (Host, Arc<Lockspace<TestBackend>>) {
+        let h = host(1, &scratch_dir());
+        let disk = new_disk();
+        let clock = StepClock::new(Duration::from_secs(10_000));
+        let ls = lockspace(&h, &disk, &clock);
+        ls.join_lease().unwrap();
+        (h, ls)
+    }
+
+    /// Commands, the host's mode and the disk hold of LV slot `i` in the table.
+    type Entry = (BTreeMap<ConnId, PMode>, Option<PMode>, Option<PMode>);
+
+    fn entry(ls: &Lockspace<TestBackend>, i: u64) -> Option<Entry> {
+        let st = ls.state.lock();
+        st.table.res.get(&Key::Lv(lv(i).1)).map(|r| (r.conns.clone(), r.persistent, r.held.as_ref().map(|h| h.mode)))
+    }
+
+    /// Our hold of LV slot `i` as the disk shows it.
+    fn on_disk(ls: &Lockspace<TestBackend>, i: u64) -> Option<PMode> {
+        let t = ls.target(&lv_resource(i)).unwrap();
+        ls.read_ours(&t.area, ls.generation()).unwrap().map(|h| h.mode)
+    }
+
+    #[test]
+    fn grant_convert_and_release_follow_the_holders() {
+        let (_h, ls) = running();
+        ls.lock(1, &lv_resource(0), Mode::Ex, false).unwrap();
+        assert_eq!(entry(&ls, 0), Some((BTreeMap::from([(1, PMode::Exclusive)]), None, Some(PMode::Exclusive))));
+        assert_eq!(on_disk(&ls, 0), Some(PMode::Exclusive));
+
+        // ex -> sh: the disk hold follows.
+        ls.lock(1, &lv_resource(0), Mode::Sh, false).unwrap();
+        assert_eq!(on_disk(&ls, 0), Some(PMode::Shared));
+        // A second command shares it.
+        ls.lock(2, &lv_resource(0), Mode::Sh, false).unwrap();
+        let (conns, _, held) = entry(&ls, 0).unwrap();
+        assert_eq!(conns.len(), 2);
+        assert_eq!(held, Some(PMode::Shared));
+
+        // One releases: the other keeps the shared hold.
+        ls.lock(1, &lv_resource(0), Mode::Un, false).unwrap();
+        assert_eq!(on_disk(&ls, 0), Some(PMode::Shared));
+        // The last one may convert sh -> ex now.
+        ls.lock(2, &lv_resource(0), Mode::Ex, false).unwrap();
+        assert_eq!(on_disk(&ls, 0), Some(PMode::Exclusive));
+        ls.lock(2, &lv_resource(0), Mode::Un, false).unwrap();
+        assert_eq!(entry(&ls, 0), None);
+        assert_eq!(on_disk(&ls, 0), None);
+    }
+
+    #[test]
+    fn two_commands_conflict_on_ex() {
+        let (_h, ls) = running();
+        ls.lock(1, &lv_resource(1), Mode::Ex, false).unwrap();
+        let e = ls.lock(2, &lv_resource(1), Mode::Sh, false).unwrap_err();
+        assert!(matches!(e, Error::Contention(_)), "{e:?}");
+        let e = ls.lock(2, &lv_resource(1), Mode::Ex, false).unwrap_err();
+        assert!(matches!(e, Error::Contention(_)), "{e:?}");
+        // The refused requests left nothing behind.
+        assert_eq!(entry(&ls, 1), Some((BTreeMap::from([(1, PMode::Exclusive)]), None, Some(PMode::Exclusive))));
+        // Shared by one, ex for another: refused as well.
+        ls.lock(1, &lv_resource(1), Mode::Sh, false).unwrap();
+        assert!(ls.lock(2, &lv_resource(1), Mode::Ex, false).unwrap_err().is_conflict());
+        ls.release_conn(1);
+        ls.lock(2, &lv_resource(1), Mode::Ex, false).unwrap();
+        assert_eq!(on_disk(&ls, 1), Some(PMode::Exclusive));
+    }
+
+    #[test]
+    fn persistent_locks_outlive_commands_and_block_stop() {
+        let (_h, ls) = running();
+        ls.lock(0, &lv_resource(2), Mode::Sh, true).unwrap();
+        // Active shared here: a command may share it, not take it ex.
+        ls.lock(1, &lv_resource(2), Mode::Sh, false).unwrap();
+        let e = ls.lock(2, &lv_resource(2), Mode::Ex, false).unwrap_err();
+        assert!(e.to_string().contains("active in shared mode"), "{e}");
+        ls.release_conn(1);
+        assert_eq!(entry(&ls, 2), Some((BTreeMap::new(), Some(PMode::Shared), Some(PMode::Shared))));
+        assert_eq!(ls.held_lvs().len(), 1);
+
+        // lock-stop refuses while an LV is active, and the lockspace goes on running.
+        assert!(matches!(ls.stop(false), Err(Error::Refused(_))));
+        assert_eq!(ls.phase(), crate::lockspace::Phase::Running);
+        ls.lock(3, &lv_resource(1), Mode::Ex, false).unwrap();
+
+        ls.lock(0, &lv_resource(2), Mode::Un, true).unwrap();
+        assert_eq!(on_disk(&ls, 2), None);
+        ls.release_conn(3);
+        assert_eq!(ls.stop(false).unwrap(), 0);
+        assert_eq!(ls.phase(), crate::lockspace::Phase::Stopped);
+    }
+
+    #[test]
+    fn another_host_holding_it_is_named() {
+        let (h1, ls1) = running();
+        let h2 = host(2, &scratch_dir());
+        let clock = ls1.backend.clock.clone();
+        let ls2 = lockspace(&h2, &ls1.backend.disk, &clock);
+        let (gen2, _lease2) = ls2.join_lease().unwrap();
+        ls2.lock(7, &lv_resource(0), Mode::Ex, false).unwrap();
+        // Host 1 renews, seeing host 2 alive; its lease is then recent enough for new locks.
+        let mut r = crate::lockspace::Renewal::new(fresh_lease(&ls1));
+        assert_eq!(ls1.renew_once(&mut r), crate::lockspace::Renewed::Yes);
+        let e = ls1.lock(1, &lv_resource(0), Mode::Ex, false).unwrap_err();
+        match &e {
+            Error::HeldBy { holders, .. } => {
+                assert_eq!((holders[0].host_id, holders[0].generation), (2, gen2), "{e}")
+            }
+            other => panic!("expected held by host 2, got {other:?}"),
+        }
+        drop(h1);
+    }
+
+    /// The delta lease of a joined test lockspace, as its renewal thread would hold it.
+    fn fresh_lease(ls: &Lockspace<TestBackend>) -> lease::delta_lease::DeltaLease {
+        let st = ls.state.lock();
+        lease::delta_lease::DeltaLease {
+            area: ls.ls_area,
+            identity: ls.env.host,
+            generation: st.generation,
+            io_timeout: ls.env.timeouts.io_timeout as u16,
+            last_written: lease::diskio::AlignedBuf::from_slice(&st.delta_sector),
+            last_success: st.last_success,
+            maybe_written: vec![],
+        }
+    }
+
+    #[test]
+    fn a_busy_entry_is_unmarked_when_its_request_unwinds() {
+        let (_h, ls) = running();
+        let key = Key::Lv(lv(0).1);
+        ls.state.lock().table.res.insert(key.clone(), Res { busy: true, ..Res::new(lv(0).0, None) });
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _mark = BusyMark { ls: &*ls, key: &key };
+            panic!("a bug during the disk operation");
+        }));
+        assert!(r.is_err());
+        assert!(!ls.state.lock().table.res[&key].busy);
+        // The next request for it does not wait for ever.
+        ls.lock(1, &lv_resource(0), Mode::Ex, false).unwrap();
+    }
+}

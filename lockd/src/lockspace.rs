@@ -1116,3 +1116,173 @@ pub fn describe_area(a: &LeaseArea) -> String {
         a.pieces.iter().map(|p| format!("{}@{}+{}", p.pv_path.display(), p.pv_start, p.len)).collect();
     format!("{}/{} {}", a.sector_size, a.align_bytes, pieces.join(","))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Mode;
+    use crate::testenv::*;
+    use lease::diskio::IoError;
+    use lease::testkit::StepClock;
+
+    fn start() -> (Host, Arc<Lockspace<TestBackend>>, Renewal) {
+        let h = host(1, &scratch_dir());
+        let ls = lockspace(&h, &new_disk(), &StepClock::new(Duration::from_secs(10_000)));
+        let (_, lease) = ls.join_lease().unwrap();
+        (h, ls, Renewal::new(lease))
+    }
+
+    /// Runs the renewal loop's next attempt at the time it is due.
+    fn renew_when_due(ls: &Arc<Lockspace<TestBackend>>, r: &mut Renewal) -> Renewed {
+        let due = r.due(ls.env.timeouts);
+        let now = ls.now();
+        ls.backend.clock.advance(due.saturating_sub(now));
+        ls.renew_once(r)
+    }
+
+    #[test]
+    fn phases_change_only_along_the_diagram() {
+        use Phase::*;
+        let failed = || Failed { reason: "x".into(), clean: true };
+        assert!(Joining.may_become(&Running));
+        assert!(Running.may_become(&Failing("x".into())));
+        assert!(Failing("x".into()).may_become(&failed()));
+        assert!(Stopping.may_become(&Running));
+        assert!(!failed().may_become(&Running), "a failed lockspace never runs again");
+        assert!(!Stopped.may_become(&Running));
+        assert!(!Joining.may_become(&Stopping));
+        assert!(!Running.may_become(&Joining));
+    }
+
+    #[test]
+    fn renewals_advance_and_reach_wdmd() {
+        let (h, ls, mut r) = start();
+        assert_eq!(ls.phase(), Phase::Running);
+        let before = ls.state.lock().last_success;
+        assert_eq!(renew_when_due(&ls, &mut r), Renewed::Yes);
+        assert_eq!(renew_when_due(&ls, &mut r), Renewed::Yes);
+        let st = ls.state.lock();
+        assert_eq!(st.last_success, before + 2 * ls.env.timeouts.renewal_interval());
+        assert_eq!(h.wd.lock().unwrap().expiries.last(), Some(&ls.env.timeouts.wdmd_expiry(st.last_success)));
+    }
+
+    #[test]
+    fn renewals_failing_for_8n_fail_the_lockspace_and_fence() {
+        let (h, ls, mut r) = start();
+        ls.lock(1, &lv_resource(0), Mode::Ex, true).unwrap();
+        let t = ls.env.timeouts;
+        let last = ls.state.lock().last_success;
+        *ls.backend.disk.fail_with.borrow_mut() = Some(IoError::Os(libc::EIO));
+        loop {
+            match renew_when_due(&ls, &mut r) {
+                Renewed::Retry => {
+                    // Still within 8N: running, and no LV fenced.
+                    assert!(ls.now() < last + t.renewal_fail());
+                    assert!(h.fencer.fenced.lock().unwrap().is_empty());
+                    assert_eq!(ls.phase(), Phase::Running);
+                }
+                Renewed::Failed => break,
+                Renewed::Yes => panic!("a renewal succeeded on a failing disk"),
+            }
+        }
+        assert!(ls.now() >= last + t.renewal_fail(), "failed before 8N");
+        assert_eq!(*h.fencer.fenced.lock().unwrap(), vec![vec![lv(0).1]]);
+        assert!(matches!(ls.phase(), Phase::Failed { clean: true, .. }), "{:?}", ls.phase());
+        assert!(h.wd.lock().unwrap().cleared);
+        // No new locks, and the lock table was emptied by failure handling.
+        *ls.backend.disk.fail_with.borrow_mut() = None;
+        assert!(matches!(ls.lock(2, &lv_resource(1), Mode::Ex, false), Err(Error::Failed(_))));
+        assert!(ls.held_lvs().is_empty());
+        assert!(ls.status().state.starts_with("failed: no successful renewal"));
+    }
+
+    #[test]
+    fn a_foreign_record_fails_the_lockspace_at_once() {
+        let (h, ls, mut r) = start();
+        // Someone else's write over our delta lease: not ours any more, no 8N wait.
+        let at = ls.ls_area.sector_offset(1);
+        let other = ls.backend.disk.snapshot(ls.ls_area.sector_offset(2), 512);
+        ls.backend.disk.poke(at, &other);
+        assert_eq!(renew_when_due(&ls, &mut r), Renewed::Failed);
+        assert!(ls.phase().is_failed());
+        assert_eq!(h.fencer.fenced.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_restarted_daemon_resumes_the_same_generation_and_its_locks() {
+        let dir = scratch_dir();
+        let h = host(1, &dir);
+        let disk = new_disk();
+        let clock = StepClock::new(Duration::from_secs(10_000));
+        let ls = lockspace(&h, &disk, &clock);
+        let (gen, lease) = ls.join_lease().unwrap();
+        let mut r = Renewal::new(lease);
+        ls.lock(0, &lv_resource(1), Mode::Ex, true).unwrap();
+        ls.lock(5, &lv_resource(2), Mode::Sh, false).unwrap();
+        assert_eq!(renew_when_due(&ls, &mut r), Renewed::Yes);
+        drop(ls); // the daemon is killed: nothing released
+
+        clock.advance(Duration::from_secs(3));
+        let h2 = host(1, &dir);
+        let (saved, bad) = h2.env.state.load_all();
+        assert!(bad.is_empty());
+        let rec = &saved[0];
+        let ls2 = lockspace(&h2, &disk, &clock);
+        let lease = ls2.resume_lease(&rec.lockspace).unwrap();
+        assert_eq!((lease.generation, ls2.generation()), (gen, gen));
+        assert_eq!(ls2.phase(), Phase::Running);
+        ls2.restore_locks(&rec.locks, rec.lockspace.generation);
+        // The host's lock stays; the dead command's is released.
+        let infos = ls2.status().locks;
+        assert_eq!(infos.len(), 1, "{infos:?}");
+        assert_eq!((infos[0].resource.as_str(), infos[0].persistent), (lv(1).1.as_str(), true));
+        // And the resumed lease renews.
+        let mut r2 = Renewal::new(lease);
+        assert_eq!(renew_when_due(&ls2, &mut r2), Renewed::Yes);
+    }
+
+    #[test]
+    fn a_record_past_8n_or_changed_on_disk_is_not_resumed() {
+        let dir = scratch_dir();
+        let h = host(1, &dir);
+        let disk = new_disk();
+        let clock = StepClock::new(Duration::from_secs(10_000));
+        let ls = lockspace(&h, &disk, &clock);
+        ls.join_lease().unwrap();
+        drop(ls);
+        let (saved, _) = h.env.state.load_all();
+        let mut changed = saved[0].lockspace.clone();
+        changed.generation += 1;
+        let ls2 = lockspace(&h, &disk, &clock);
+        assert!(matches!(ls2.resume_lease(&changed), Err(Error::Refused(_))));
+        clock.advance(timeouts().renewal_fail());
+        assert!(matches!(ls2.resume_lease(&saved[0].lockspace), Err(Error::Failed(_))));
+        assert_eq!(ls2.phase(), Phase::Joining);
+    }
+
+    #[test]
+    fn a_request_panicking_with_the_state_held_does_not_stop_renewals() {
+        let (_h, ls, mut r) = start();
+        ls.panic_in_next_lock.store(true, Ordering::SeqCst);
+        // As the server runs a request: a panic becomes that request's error reply.
+        let req =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ls.lock(1, &lv_resource(0), Mode::Ex, false)));
+        assert!(req.is_err());
+        assert!(ls.state.is_poisoned(), "the fault struck while the state was held");
+
+        let (count, last) = {
+            let st = ls.state.lock();
+            (st.renewals, st.last_success)
+        };
+        assert_eq!(renew_when_due(&ls, &mut r), Renewed::Yes);
+        assert_eq!(renew_when_due(&ls, &mut r), Renewed::Yes);
+        let st = ls.state.lock();
+        assert_eq!(st.renewals, count + 2);
+        assert!(st.last_success > last);
+        assert_eq!(st.phase, Phase::Running);
+        drop(st);
+        // The next request is served normally.
+        ls.lock(1, &lv_resource(0), Mode::Ex, false).unwrap();
+        assert_eq!(ls.status().locks.len(), 1);
+    }
+}
