@@ -4,7 +4,9 @@
 //! - [`protocol`]: the lvtool ↔ lockd requests and replies, and their framing.
 //! - [`server`]: the root-only unix socket; [`client`]: the blocking client lvtool uses.
 //! - [`daemon`]: started lockspaces and request dispatch.
-//! - [`lockspace`]: one per started VG: delta lease, renewal thread, failure handling.
+//! - [`lockspace`]: one per started VG: its phases, delta lease, renewal thread, failure.
+//! - [`guarded`]: the one lock of a lockspace's state, usable after a request panicked.
+//! - [`error`]: lockd's error kinds and the wire codes they map to.
 //! - [`locks`]: GL/VG/LV locks as paxos leases, local holders, conflicts; which LV slot is free.
 //! - [`leasemap`]: where a VG's leases are, from lockd's own read of the committed metadata.
 //! - [`glctl`]: which started VG holds "the" global lock; gl-enable/gl-disable.

@@ -1032,35 +1032,7 @@ impl<B: Backend> Lockspace<B> {
             }
         }
     }
-}
 
-/// Resource names lvmlockd reserves can never be an LV's: a request naming one as an LV UUID
-/// would address the GL, VG or a free slot through the LV path.
-fn check_lv_name(uuid: &str) -> Result<()> {
-    if uuid.is_empty() || [R_NAME_GL, R_NAME_VG, R_NAME_UNUSED, R_NAME_GL_DISABLED].contains(&uuid) {
-        return Err(Error::invalid(format!("{uuid:?} is not an LV UUID")));
-    }
-    Ok(())
-}
-
-/// A hold as a state record has it (`None`: the record is unreadable).
-fn recorded_hold(h: &SavedHeld, area: ResourceArea) -> Option<HeldResource> {
-    let leader = LeaderRecord::decode(&unhex(&h.leader)?).ok()?;
-    let dblock = PaxosDblock::decode(&unhex(&h.dblock)?).ok()?;
-    Some(HeldResource { area, mode: pmode(h.mode)?, lver: h.lver, leader, dblock })
-}
-
-fn clock_sleep(clock: &impl Clock, d: Duration) {
-    block_on(clock.sleep(d));
-}
-
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn f<T: Send + Sync>() {}
-    f::<Arc<Lockspace>>();
-}
-
-impl<B: Backend> Lockspace<B> {
     fn gl_target(&self, name: &str) -> Result<Target> {
         let name = Name::new(name).map_err(|e| Error::invalid(format!("GL name: {e}")))?;
         let offset = GL_LOCK_BEGIN * self.geometry.area_bytes();
@@ -1099,16 +1071,12 @@ impl<B: Backend> Lockspace<B> {
         info!("lockspace {}: global lock slot is now {to}", self.ls_name);
         Ok(())
     }
-}
 
-impl<B: Backend> Lockspace<B> {
     /// Whether `conn` holds `key` here.
     pub fn holds(&self, conn: ConnId, key: &Key) -> bool {
         self.state.lock().table.res.get(key).is_some_and(|r| r.conns.contains_key(&conn))
     }
-}
 
-impl<B: Backend> Lockspace<B> {
     /// Needs the VG lock in ex. Releases this host's locks of LVs the committed metadata no
     /// longer has (unless `keep` names them: a device of theirs is active here), and frees
     /// orphaned slots: a leader naming an LV UUID that no committed LV's `lock_args` give
@@ -1202,6 +1170,32 @@ impl<B: Backend> Lockspace<B> {
         }
         Ok(rep)
     }
+}
+
+/// Resource names lvmlockd reserves can never be an LV's: a request naming one as an LV UUID
+/// would address the GL, VG or a free slot through the LV path.
+fn check_lv_name(uuid: &str) -> Result<()> {
+    if uuid.is_empty() || [R_NAME_GL, R_NAME_VG, R_NAME_UNUSED, R_NAME_GL_DISABLED].contains(&uuid) {
+        return Err(Error::invalid(format!("{uuid:?} is not an LV UUID")));
+    }
+    Ok(())
+}
+
+/// A hold as a state record has it (`None`: the record is unreadable).
+fn recorded_hold(h: &SavedHeld, area: ResourceArea) -> Option<HeldResource> {
+    let leader = LeaderRecord::decode(&unhex(&h.leader)?).ok()?;
+    let dblock = PaxosDblock::decode(&unhex(&h.dblock)?).ok()?;
+    Some(HeldResource { area, mode: pmode(h.mode)?, lver: h.lver, leader, dblock })
+}
+
+fn clock_sleep(clock: &impl Clock, d: Duration) {
+    block_on(clock.sleep(d));
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn f<T: Send + Sync>() {}
+    f::<Arc<Lockspace>>();
 }
 
 #[cfg(test)]
