@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar};
 
 use lease::delta_lease::HostIdentity;
 use lease::ondisk::{BootStamp, Name};
@@ -12,6 +12,7 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::error::Error;
 use crate::fence::Fencer;
+use crate::guarded::Guarded;
 use crate::locks::ConnId;
 use crate::lockspace::{Env, Lockspace, Phase};
 use crate::protocol::{DaemonStatus, LeaseArea, Mode, Request, Resource, Response, PROTOCOL_VERSION};
@@ -21,7 +22,7 @@ use crate::watchdog::WatchdogFactory;
 pub struct Daemon {
     pub cfg: Config,
     pub env: Arc<Env>,
-    lockspaces: Mutex<BTreeMap<String, Arc<Lockspace>>>,
+    lockspaces: Guarded<BTreeMap<String, Arc<Lockspace>>>,
     /// Signalled when a lock start finishes.
     started: Condvar,
     next_conn: AtomicU64,
@@ -47,7 +48,7 @@ impl Daemon {
         Ok(Daemon {
             cfg,
             env: Arc::new(env),
-            lockspaces: Mutex::new(BTreeMap::new()),
+            lockspaces: Guarded::new("lockspace map", BTreeMap::new()),
             started: Condvar::new(),
             next_conn: AtomicU64::new(1),
         })
@@ -60,7 +61,6 @@ impl Daemon {
     fn get(&self, vg: &str) -> Result<Arc<Lockspace>, Error> {
         self.lockspaces
             .lock()
-            .unwrap()
             .get(vg)
             .cloned()
             .ok_or_else(|| Error::not_started(format!("VG {vg} lockspace is not started on this host")))
@@ -68,7 +68,7 @@ impl Daemon {
 
     /// The running lockspaces, sorted by VG name.
     pub fn running(&self) -> Vec<Arc<Lockspace>> {
-        let map = self.lockspaces.lock().unwrap();
+        let map = self.lockspaces.lock();
         map.values().filter(|l| l.phase() == Phase::Running).cloned().collect()
     }
 
@@ -141,7 +141,7 @@ impl Daemon {
 
     /// The lockspace in which `conn` holds the GL (an unlock goes there, wherever the GL is now).
     fn gl_held_by(&self, conn: ConnId) -> Option<Arc<Lockspace>> {
-        let all: Vec<Arc<Lockspace>> = self.lockspaces.lock().unwrap().values().cloned().collect();
+        let all: Vec<Arc<Lockspace>> = self.lockspaces.lock().values().cloned().collect();
         all.into_iter().find(|l| l.holds(conn, &crate::locks::Key::Gl))
     }
 
@@ -152,7 +152,7 @@ impl Daemon {
             generation: ls.generation(),
         };
         {
-            let mut map = self.lockspaces.lock().unwrap();
+            let mut map = self.lockspaces.lock();
             while let Some(ls) = map.get(vg).cloned() {
                 if ls.vg_uuid != vg_uuid {
                     return Err(Error::refused(format!(
@@ -162,7 +162,7 @@ impl Daemon {
                 }
                 match ls.phase() {
                     Phase::Running => return Ok(already(&ls)),
-                    Phase::Joining => map = self.started.wait(map).unwrap(),
+                    Phase::Joining => map = self.lockspaces.wait(&self.started, map),
                     Phase::Stopping | Phase::Stopped => {
                         return Err(Error::busy(format!("VG {vg} lock stop in progress")))
                     }
@@ -193,7 +193,7 @@ impl Daemon {
         let ls = Arc::new(Lockspace::new(self.env.clone(), vg, vg_uuid, area)?);
         ls.set_leases(leases);
         {
-            let mut map = self.lockspaces.lock().unwrap();
+            let mut map = self.lockspaces.lock();
             if map.contains_key(vg) {
                 // Another start got in first; it answers as above.
                 drop(map);
@@ -202,7 +202,7 @@ impl Daemon {
             map.insert(vg.to_string(), ls.clone());
         }
         let r = ls.join();
-        let mut map = self.lockspaces.lock().unwrap();
+        let mut map = self.lockspaces.lock();
         if r.is_err() {
             map.remove(vg);
         }
@@ -216,20 +216,20 @@ impl Daemon {
     fn lock_stop(&self, vg: &str, force: bool) -> Result<Response, Error> {
         let ls = self.get(vg)?;
         let released_lv_locks = ls.stop(force)?;
-        self.lockspaces.lock().unwrap().remove(vg);
+        self.lockspaces.lock().remove(vg);
         Ok(Response::Stopped { released_lv_locks })
     }
 
     /// A client connection closed: its commands' locks end.
     pub fn conn_closed(&self, conn: ConnId) {
-        let all: Vec<Arc<Lockspace>> = self.lockspaces.lock().unwrap().values().cloned().collect();
+        let all: Vec<Arc<Lockspace>> = self.lockspaces.lock().values().cloned().collect();
         for ls in all {
             ls.release_conn(conn);
         }
     }
 
     pub fn status(&self) -> DaemonStatus {
-        let all: Vec<Arc<Lockspace>> = self.lockspaces.lock().unwrap().values().cloned().collect();
+        let all: Vec<Arc<Lockspace>> = self.lockspaces.lock().values().cloned().collect();
         DaemonStatus {
             host_id: self.env.host.host_id,
             host_name: self.cfg.host_name.clone(),
@@ -243,7 +243,7 @@ impl Daemon {
 
     /// Names of the lockspaces started here.
     pub fn started(&self) -> Vec<String> {
-        self.lockspaces.lock().unwrap().keys().cloned().collect()
+        self.lockspaces.lock().keys().cloned().collect()
     }
 
     /// Resumes the lockspaces recorded by a previous lockd of this boot (see `state.rs`).
@@ -273,7 +273,7 @@ impl Daemon {
                     continue;
                 }
             };
-            self.lockspaces.lock().unwrap().insert(s.vg.clone(), ls.clone());
+            self.lockspaces.lock().insert(s.vg.clone(), ls.clone());
             match ls.resume(&s) {
                 Ok(()) => ls.restore_locks(&locks, s.generation),
                 Err(reason) => {
