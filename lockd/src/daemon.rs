@@ -3,26 +3,26 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar};
 
 use lease::delta_lease::HostIdentity;
 use lease::ondisk::{BootStamp, Name};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::error::Error;
 use crate::fence::Fencer;
+use crate::guarded::Guarded;
 use crate::locks::ConnId;
-use crate::lockspace::{err, Env, Lockspace, Phase};
-use crate::protocol::{
-    DaemonStatus, ErrorCode, ErrorReply, LeaseArea, Mode, Request, Resource, Response, PROTOCOL_VERSION,
-};
+use crate::lockspace::{Env, Lockspace, Phase};
+use crate::protocol::{DaemonStatus, LeaseArea, Mode, Request, Resource, Response, PROTOCOL_VERSION};
 use crate::state::{boot_id, Recorded, StateDir};
 use crate::watchdog::WatchdogFactory;
 
 pub struct Daemon {
     pub cfg: Config,
     pub env: Arc<Env>,
-    lockspaces: Mutex<BTreeMap<String, Arc<Lockspace>>>,
+    lockspaces: Guarded<BTreeMap<String, Arc<Lockspace>>>,
     /// Signalled when a lock start finishes.
     started: Condvar,
     next_conn: AtomicU64,
@@ -48,7 +48,7 @@ impl Daemon {
         Ok(Daemon {
             cfg,
             env: Arc::new(env),
-            lockspaces: Mutex::new(BTreeMap::new()),
+            lockspaces: Guarded::new("lockspace map", BTreeMap::new()),
             started: Condvar::new(),
             next_conn: AtomicU64::new(1),
         })
@@ -58,18 +58,17 @@ impl Daemon {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn get(&self, vg: &str) -> Result<Arc<Lockspace>, ErrorReply> {
+    fn get(&self, vg: &str) -> Result<Arc<Lockspace>, Error> {
         self.lockspaces
             .lock()
-            .unwrap()
             .get(vg)
             .cloned()
-            .ok_or_else(|| err(ErrorCode::NoLockspace, format!("VG {vg} lockspace is not started on this host")))
+            .ok_or_else(|| Error::not_started(format!("VG {vg} lockspace is not started on this host")))
     }
 
     /// The running lockspaces, sorted by VG name.
     pub fn running(&self) -> Vec<Arc<Lockspace>> {
-        let map = self.lockspaces.lock().unwrap();
+        let map = self.lockspaces.lock();
         map.values().filter(|l| l.phase() == Phase::Running).cloned().collect()
     }
 
@@ -78,10 +77,9 @@ impl Daemon {
             Request::Hello { version } if version == PROTOCOL_VERSION => {
                 Ok(Response::Hello { version, host_id: self.env.host.host_id, host_name: self.cfg.host_name.clone() })
             }
-            Request::Hello { version } => Err(err(
-                ErrorCode::BadRequest,
-                format!("protocol version {version} is not supported (this lockd speaks {PROTOCOL_VERSION})"),
-            )),
+            Request::Hello { version } => Err(Error::invalid(format!(
+                "protocol version {version} is not supported (this lockd speaks {PROTOCOL_VERSION})"
+            ))),
             Request::LockStart { vg, vg_uuid, area } => self.lock_start(&vg, &vg_uuid, area),
             Request::LockStop { vg, force } => self.lock_stop(&vg, force),
             Request::Lock { vg, resource, mode, persistent, area } => {
@@ -104,10 +102,10 @@ impl Daemon {
             Request::GlDisable { vg } => crate::glctl::change(self, conn, &vg, false),
             Request::Repair { vg, keep } => self.get(&vg).and_then(|ls| ls.repair(conn, &keep)).map(Response::Repaired),
         };
-        r.unwrap_or_else(Response::Error)
+        r.unwrap_or_else(|e| Response::Error(e.into()))
     }
 
-    fn with_area(&self, vg: &str, area: Option<&LeaseArea>) -> Result<Arc<Lockspace>, ErrorReply> {
+    fn with_area(&self, vg: &str, area: Option<&LeaseArea>) -> Result<Arc<Lockspace>, Error> {
         let ls = self.get(vg)?;
         if let Some(a) = area {
             ls.check_hint(a)?;
@@ -123,9 +121,9 @@ impl Daemon {
         mode: Mode,
         persistent: bool,
         area: Option<&LeaseArea>,
-    ) -> Result<Response, ErrorReply> {
+    ) -> Result<Response, Error> {
         if persistent && !matches!(resource, Resource::Lv { .. }) {
-            return Err(err(ErrorCode::BadRequest, "only LV locks can be persistent"));
+            return Err(Error::invalid("only LV locks can be persistent"));
         }
         let ls = match resource {
             Resource::Gl if mode == Mode::Un => match self.gl_held_by(conn) {
@@ -143,34 +141,35 @@ impl Daemon {
 
     /// The lockspace in which `conn` holds the GL (an unlock goes there, wherever the GL is now).
     fn gl_held_by(&self, conn: ConnId) -> Option<Arc<Lockspace>> {
-        let all: Vec<Arc<Lockspace>> = self.lockspaces.lock().unwrap().values().cloned().collect();
+        let all: Vec<Arc<Lockspace>> = self.lockspaces.lock().values().cloned().collect();
         all.into_iter().find(|l| l.holds(conn, &crate::locks::Key::Gl))
     }
 
-    fn lock_start(&self, vg: &str, vg_uuid: &str, area: LeaseArea) -> Result<Response, ErrorReply> {
+    fn lock_start(&self, vg: &str, vg_uuid: &str, area: LeaseArea) -> Result<Response, Error> {
         let already = |ls: &Lockspace| Response::Started {
             already: true,
             host_id: self.env.host.host_id,
-            generation: ls.shared().generation,
+            generation: ls.generation(),
         };
         {
-            let mut map = self.lockspaces.lock().unwrap();
+            let mut map = self.lockspaces.lock();
             while let Some(ls) = map.get(vg).cloned() {
                 if ls.vg_uuid != vg_uuid {
-                    return Err(err(
-                        ErrorCode::Refused,
-                        format!("a VG {vg} with another UUID ({}) is started here", ls.vg_uuid),
-                    ));
+                    return Err(Error::refused(format!(
+                        "a VG {vg} with another UUID ({}) is started here",
+                        ls.vg_uuid
+                    )));
                 }
                 match ls.phase() {
                     Phase::Running => return Ok(already(&ls)),
-                    Phase::Starting => map = self.started.wait(map).unwrap(),
-                    Phase::Stopping => return Err(err(ErrorCode::Busy, format!("VG {vg} lock stop in progress"))),
-                    Phase::Failed(r) => {
-                        return Err(err(
-                            ErrorCode::LockspaceFailed,
-                            format!("VG {vg} lockspace failed ({r}); lock-stop it before starting again"),
-                        ))
+                    Phase::Joining => map = self.lockspaces.wait(&self.started, map),
+                    Phase::Stopping | Phase::Stopped => {
+                        return Err(Error::busy(format!("VG {vg} lock stop in progress")))
+                    }
+                    Phase::Failing(r) | Phase::Failed { reason: r, .. } => {
+                        return Err(Error::failed(format!(
+                            "VG {vg} lockspace failed ({r}); lock-stop it before starting again"
+                        )))
                     }
                 }
             }
@@ -184,20 +183,17 @@ impl Daemon {
         };
         let leases = crate::leasemap::read(&devices, vg, vg_uuid, self.env.timeouts)?;
         if leases.area != area {
-            return Err(err(
-                ErrorCode::BadRequest,
-                format!(
-                    "VG {vg}: the lease area in the request ({}) is not the lvmlock LV of the committed metadata \
+            return Err(Error::invalid(format!(
+                "VG {vg}: the lease area in the request ({}) is not the lvmlock LV of the committed metadata \
                      on this lockd's devices ({})",
-                    crate::lockspace::describe_area(&area),
-                    crate::lockspace::describe_area(&leases.area)
-                ),
-            ));
+                crate::lockspace::describe_area(&area),
+                crate::lockspace::describe_area(&leases.area)
+            )));
         }
         let ls = Arc::new(Lockspace::new(self.env.clone(), vg, vg_uuid, area)?);
         ls.set_leases(leases);
         {
-            let mut map = self.lockspaces.lock().unwrap();
+            let mut map = self.lockspaces.lock();
             if map.contains_key(vg) {
                 // Another start got in first; it answers as above.
                 drop(map);
@@ -206,7 +202,7 @@ impl Daemon {
             map.insert(vg.to_string(), ls.clone());
         }
         let r = ls.join();
-        let mut map = self.lockspaces.lock().unwrap();
+        let mut map = self.lockspaces.lock();
         if r.is_err() {
             map.remove(vg);
         }
@@ -217,23 +213,23 @@ impl Daemon {
         Ok(Response::Started { already: false, host_id: self.env.host.host_id, generation })
     }
 
-    fn lock_stop(&self, vg: &str, force: bool) -> Result<Response, ErrorReply> {
+    fn lock_stop(&self, vg: &str, force: bool) -> Result<Response, Error> {
         let ls = self.get(vg)?;
         let released_lv_locks = ls.stop(force)?;
-        self.lockspaces.lock().unwrap().remove(vg);
+        self.lockspaces.lock().remove(vg);
         Ok(Response::Stopped { released_lv_locks })
     }
 
     /// A client connection closed: its commands' locks end.
     pub fn conn_closed(&self, conn: ConnId) {
-        let all: Vec<Arc<Lockspace>> = self.lockspaces.lock().unwrap().values().cloned().collect();
+        let all: Vec<Arc<Lockspace>> = self.lockspaces.lock().values().cloned().collect();
         for ls in all {
             ls.release_conn(conn);
         }
     }
 
     pub fn status(&self) -> DaemonStatus {
-        let all: Vec<Arc<Lockspace>> = self.lockspaces.lock().unwrap().values().cloned().collect();
+        let all: Vec<Arc<Lockspace>> = self.lockspaces.lock().values().cloned().collect();
         DaemonStatus {
             host_id: self.env.host.host_id,
             host_name: self.cfg.host_name.clone(),
@@ -247,7 +243,7 @@ impl Daemon {
 
     /// Names of the lockspaces started here.
     pub fn started(&self) -> Vec<String> {
-        self.lockspaces.lock().unwrap().keys().cloned().collect()
+        self.lockspaces.lock().keys().cloned().collect()
     }
 
     /// Resumes the lockspaces recorded by a previous lockd of this boot (see `state.rs`).
@@ -273,11 +269,11 @@ impl Daemon {
             let ls = match Lockspace::new(self.env.clone(), &s.vg, &s.vg_uuid, s.area.clone()) {
                 Ok(l) => Arc::new(l),
                 Err(e) => {
-                    error!("lockspace lvm_{}: cannot resume: {}; its leases expire", s.vg, e.message);
+                    error!("lockspace lvm_{}: cannot resume: {e}; its leases expire", s.vg);
                     continue;
                 }
             };
-            self.lockspaces.lock().unwrap().insert(s.vg.clone(), ls.clone());
+            self.lockspaces.lock().insert(s.vg.clone(), ls.clone());
             match ls.resume(&s) {
                 Ok(()) => ls.restore_locks(&locks, s.generation),
                 Err(reason) => {

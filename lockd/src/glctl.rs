@@ -30,13 +30,14 @@ use std::sync::Arc;
 use tracing::info;
 
 use crate::daemon::Daemon;
+use crate::error::Error;
 use crate::leasemap;
 use crate::locks::{ConnId, GL_LOCK_BEGIN, R_NAME_GL, R_NAME_GL_DISABLED};
-use crate::lockspace::{err, Lockspace};
-use crate::protocol::{ErrorCode, ErrorReply, Mode, Resource, Response};
+use crate::lockspace::Lockspace;
+use crate::protocol::{Mode, Resource, Response};
 
 /// The one started VG whose GL slot is enabled (rule 1).
-pub fn select(d: &Daemon) -> Result<Arc<Lockspace>, ErrorReply> {
+pub fn select(d: &Daemon) -> Result<Arc<Lockspace>, Error> {
     let all = d.running();
     let mut enabled = vec![];
     let mut unreadable = vec![];
@@ -44,40 +45,34 @@ pub fn select(d: &Daemon) -> Result<Arc<Lockspace>, ErrorReply> {
         match ls.gl_slot_name() {
             Ok(n) if n == R_NAME_GL => enabled.push(ls.clone()),
             Ok(_) => {}
-            Err(e) => unreadable.push(e.message),
+            Err(e) => unreadable.push(e.to_string()),
         }
     }
     if !unreadable.is_empty() {
         // An unreadable slot may be an enabled GL: granting another could make two.
-        return Err(err(
-            ErrorCode::Corrupt,
-            format!("cannot tell where the global lock is: {}", unreadable.join("; ")),
-        ));
+        return Err(Error::corrupt(None, format!("cannot tell where the global lock is: {}", unreadable.join("; "))));
     }
     match enabled.len() {
         1 => Ok(enabled.pop().expect("one")),
         0 => Err(no_gl(d, &all)),
         _ => {
             let names: Vec<&str> = enabled.iter().map(|l| l.vg.as_str()).collect();
-            Err(err(
-                ErrorCode::DuplicateGlobalLock,
-                format!(
-                    "duplicate global lock: enabled in VGs {}; run `lockd gl-disable VG` on all but one",
-                    names.join(" and ")
-                ),
-            ))
+            Err(Error::duplicate_global_lock(format!(
+                "duplicate global lock: enabled in VGs {}; run `lockd gl-disable VG` on all but one",
+                names.join(" and ")
+            )))
         }
     }
 }
 
 /// Why there is no GL to grant.
-fn no_gl(d: &Daemon, started: &[Arc<Lockspace>]) -> ErrorReply {
+fn no_gl(d: &Daemon, started: &[Arc<Lockspace>]) -> Error {
     let names: Vec<String> = started.iter().map(|l| l.vg.clone()).collect();
     let others: Vec<String> =
         leasemap::shared_vgs(&d.cfg.devices).into_iter().map(|(n, _)| n).filter(|n| !names.contains(n)).collect();
     if names.is_empty() && others.is_empty() {
         // No shared VG anywhere we look: there is no global lock to take (lvmlockd skips it).
-        return err(ErrorCode::NoLockspace, "no shared VG is started here");
+        return Error::not_started("no shared VG is started here");
     }
     let not_started = if others.is_empty() {
         String::new()
@@ -95,12 +90,12 @@ fn no_gl(d: &Daemon, started: &[Arc<Lockspace>]) -> ErrorReply {
             names.join(", ")
         )
     };
-    err(ErrorCode::NoGlobalLock, msg)
+    Error::no_global_lock(msg)
 }
 
 /// Takes the global lock for `conn` (rules 1 and 2). A GL that moved while we acquired it
 /// (its slot renamed under a concurrent gl-enable) is looked up again, a few times.
-pub fn acquire(d: &Daemon, conn: ConnId, mode: Mode) -> Result<Response, ErrorReply> {
+pub fn acquire(d: &Daemon, conn: ConnId, mode: Mode) -> Result<Response, Error> {
     let mut tries = 0;
     loop {
         tries += 1;
@@ -120,7 +115,7 @@ pub fn acquire(d: &Daemon, conn: ConnId, mode: Mode) -> Result<Response, ErrorRe
             Ok(()) => return Ok(Response::Locked { vg_version: None }),
             Err(e) => {
                 let _ = ls.lock(conn, &Resource::Gl, Mode::Un, false);
-                if e.code == ErrorCode::NoGlobalLock && tries < 3 {
+                if matches!(e, Error::NoGlobalLock(_)) && tries < 3 {
                     continue;
                 }
                 return Err(e);
@@ -133,29 +128,29 @@ pub fn acquire(d: &Daemon, conn: ConnId, mode: Mode) -> Result<Response, ErrorRe
 /// requests are refused until one is disabled).
 pub fn after_start(d: &Daemon) {
     if let Err(e) = select(d) {
-        if e.code == ErrorCode::DuplicateGlobalLock {
-            tracing::warn!("{}", e.message);
+        if matches!(e, Error::DuplicateGlobalLock(_)) {
+            tracing::warn!("{e}");
         }
     }
 }
 
 /// After a GL acquire in `ls`: still the one enabled GL (rule 2).
-fn confirm(d: &Daemon, ls: &Lockspace) -> Result<(), ErrorReply> {
+fn confirm(d: &Daemon, ls: &Lockspace) -> Result<(), Error> {
     let now = select(d)?;
     if now.vg != ls.vg {
-        return Err(err(
-            ErrorCode::NoGlobalLock,
-            format!("the global lock moved from VG {} to VG {} meanwhile; retry", ls.vg, now.vg),
-        ));
+        return Err(Error::no_global_lock(format!(
+            "the global lock moved from VG {} to VG {} meanwhile; retry",
+            ls.vg, now.vg
+        )));
     }
     Ok(())
 }
 
 /// gl-enable (`enable`) or gl-disable of VG `vg` (rule 3).
-pub fn change(d: &Daemon, conn: ConnId, vg: &str, enable: bool) -> Result<Response, ErrorReply> {
+pub fn change(d: &Daemon, conn: ConnId, vg: &str, enable: bool) -> Result<Response, Error> {
     let all = d.running();
     if !all.iter().any(|l| l.vg == vg) {
-        return Err(err(ErrorCode::NoLockspace, format!("VG {vg} lockspace is not started on this host")));
+        return Err(Error::not_started(format!("VG {vg} lockspace is not started on this host")));
     }
     if enable {
         refuse_enabled_elsewhere(d, &all)?;
@@ -173,7 +168,7 @@ pub fn change(d: &Daemon, conn: ConnId, vg: &str, enable: bool) -> Result<Respon
             Ok(name) => held.push((ls.clone(), name)),
             Err(e) => {
                 release(&held);
-                return Err(err(e.code, format!("changing the global lock needs every GL slot here: {}", e.message)));
+                return Err(e.context("changing the global lock needs every GL slot here: "));
             }
         }
     }
@@ -218,7 +213,7 @@ pub fn change(d: &Daemon, conn: ConnId, vg: &str, enable: bool) -> Result<Respon
 }
 
 /// Rule 4: a shared VG we cannot hold has the GL enabled.
-fn refuse_enabled_elsewhere(d: &Daemon, started: &[Arc<Lockspace>]) -> Result<(), ErrorReply> {
+fn refuse_enabled_elsewhere(d: &Daemon, started: &[Arc<Lockspace>]) -> Result<(), Error> {
     for (name, uuid) in leasemap::shared_vgs(&d.cfg.devices) {
         if started.iter().any(|l| l.vg == name) {
             continue;
@@ -226,13 +221,10 @@ fn refuse_enabled_elsewhere(d: &Daemon, started: &[Arc<Lockspace>]) -> Result<()
         let Ok(l) = leasemap::read(&d.cfg.devices, &name, &uuid, d.env.timeouts) else { continue };
         let at = GL_LOCK_BEGIN * l.area.align_bytes;
         if leasemap::resource_name(&l.area, at, d.env.timeouts).as_deref() != Ok(R_NAME_GL_DISABLED) {
-            return Err(err(
-                ErrorCode::Refused,
-                format!(
-                    "VG {name} is not started here and its global lock is not known to be disabled; \
+            return Err(Error::refused(format!(
+                "VG {name} is not started here and its global lock is not known to be disabled; \
                      start it here (so this host can disable it) or run `lockd gl-disable {name}` where it is started"
-                ),
-            ));
+            )));
         }
     }
     Ok(())

@@ -16,8 +16,7 @@ use lease::timeouts::Timeouts;
 use lvmmeta::lockarea::{self, lease_area, LeaseArea};
 use lvmmeta::scan::Scan;
 
-use crate::lockspace::err;
-use crate::protocol::{ErrorCode, ErrorReply};
+use crate::error::Error;
 
 /// What the committed metadata of one shared VG says about its leases.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,8 +49,8 @@ pub fn shared_vgs(devices: &[PathBuf]) -> Vec<(String, String)> {
 }
 
 /// Reads VG `vg` (UUID `vg_uuid`) from `devices` and computes its lease map.
-pub fn read(devices: &[PathBuf], vg: &str, vg_uuid: &str, timeouts: Timeouts) -> Result<VgLeases, ErrorReply> {
-    let fail = |m: String| err(ErrorCode::Refused, format!("VG {vg}: {m}"));
+pub fn read(devices: &[PathBuf], vg: &str, vg_uuid: &str, timeouts: Timeouts) -> Result<VgLeases, Error> {
+    let fail = |m: String| Error::refused(format!("VG {vg}: {m}"));
     if devices.is_empty() {
         return Err(fail("no devices to read its metadata from (lvmlocal.toml `devices`)".into()));
     }
@@ -71,11 +70,11 @@ pub fn read(devices: &[PathBuf], vg: &str, vg_uuid: &str, timeouts: Timeouts) ->
     let (path, at) = probe.locate(0).ok_or_else(|| fail("lvmlock LV is empty".into()))?;
     let disk = DeviceDisk::open(path).map_err(|e| fail(format!("open {}: {e}", path.display())))?;
     let buf = block_on(disk.read(at, 4096, timeouts.io()))
-        .map_err(|e| err(ErrorCode::Io, format!("VG {vg}: read its lockspace leader: {e}")))?;
+        .map_err(|e| Error::io(format!("VG {vg}: read its lockspace leader: {e}")))?;
     let leader = LeaderRecord::verify_any_name(&buf, LeaseKind::Delta)
-        .map_err(|e| err(ErrorCode::Corrupt, format!("VG {vg}: lockspace leader at offset 0 of lvmlock: {e}")))?;
+        .map_err(|e| Error::corrupt(None, format!("VG {vg}: lockspace leader at offset 0 of lvmlock: {e}")))?;
     let g = Geometry::from_leader(&leader)
-        .map_err(|e| err(ErrorCode::Corrupt, format!("VG {vg}: lockspace leader geometry: {e}")))?;
+        .map_err(|e| Error::corrupt(None, format!("VG {vg}: lockspace leader geometry: {e}")))?;
     let area = lease_area(v, &pv_path, g).map_err(|e| fail(e.to_string()))?;
     let mut lvs = BTreeMap::new();
     let mut slots: BTreeMap<u64, Vec<String>> = BTreeMap::new();

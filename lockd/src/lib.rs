@@ -2,7 +2,9 @@
 //!
 //! - [`server`]: the root-only unix socket (the protocol itself is `proto::lockd`).
 //! - [`daemon`]: started lockspaces and request dispatch.
-//! - [`lockspace`]: one per started VG: delta lease, renewal thread, failure handling.
+//! - [`lockspace`]: one per started VG: its phases, delta lease, renewal thread, failure.
+//! - [`guarded`]: the one lock of a lockspace's state, usable after a request panicked.
+//! - [`error`]: lockd's error kinds and the wire codes they map to.
 //! - [`locks`]: GL/VG/LV locks as paxos leases, local holders, conflicts; which LV slot is free.
 //! - [`leasemap`]: where a VG's leases are, from lockd's own read of the committed metadata.
 //! - [`glctl`]: which started VG holds "the" global lock; gl-enable/gl-disable.
@@ -12,13 +14,17 @@
 
 pub mod daemon;
 pub mod disk;
+pub mod error;
 pub mod fence;
 pub mod glctl;
+pub mod guarded;
 pub mod leasemap;
 pub mod locks;
 pub mod lockspace;
 pub mod server;
 pub mod state;
+#[cfg(test)]
+mod testenv;
 pub mod util;
 pub mod watchdog;
 

@@ -29,7 +29,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use proto::limits::{self, Backoff, RateLimit};
@@ -37,6 +37,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::SOCKET_NAME;
 use crate::daemon::Daemon;
+use crate::guarded::Guarded;
 use crate::locks::ConnId;
 use crate::protocol::{write_frame, ErrorCode, Request, Response, MAX_FRAME};
 use crate::util::mono;
@@ -119,14 +120,13 @@ struct Slot {
     may_hold_locks: bool,
 }
 
-#[derive(Default)]
 struct Slots {
-    map: Mutex<HashMap<ConnId, Slot>>,
+    map: Guarded<HashMap<ConnId, Slot>>,
 }
 
 impl Slots {
     fn update(&self, conn: ConnId, f: impl FnOnce(&mut Slot)) {
-        if let Some(s) = self.map.lock().unwrap().get_mut(&conn) {
+        if let Some(s) = self.map.lock().get_mut(&conn) {
             f(s);
         }
     }
@@ -134,7 +134,7 @@ impl Slots {
     /// Shuts down the idle lock-free connection quiet longest (at least `min_idle`); its
     /// thread then finds EOF and ends. False if there is none.
     fn displace_one(&self, min_idle: Duration) -> bool {
-        let mut map = self.map.lock().unwrap();
+        let mut map = self.map.lock();
         let now = mono();
         let victim = map
             .iter()
@@ -152,14 +152,14 @@ impl Slots {
 
 /// Rate limits of the log lines a client can cause.
 struct Logs {
-    accept: Mutex<RateLimit>,
-    refused: Mutex<RateLimit>,
-    bad_request: Mutex<RateLimit>,
-    timed_out: Mutex<RateLimit>,
+    accept: Guarded<RateLimit>,
+    refused: Guarded<RateLimit>,
+    bad_request: Guarded<RateLimit>,
+    timed_out: Guarded<RateLimit>,
 }
 
-fn allow(r: &Mutex<RateLimit>) -> Option<u64> {
-    r.lock().unwrap().allow(mono())
+fn allow(r: &Guarded<RateLimit>) -> Option<u64> {
+    r.lock().allow(mono())
 }
 
 struct Shared {
@@ -186,11 +186,11 @@ pub fn serve(daemon: Arc<Daemon>, listener: UnixListener) {
              {MAX_CONNS}"
         );
     }
-    let limit = || Mutex::new(RateLimit::new(LOG_INTERVAL));
+    let limit = || Guarded::new("log rate limit", RateLimit::new(LOG_INTERVAL));
     let shared = Arc::new(Shared {
         daemon,
         cap,
-        slots: Slots::default(),
+        slots: Slots { map: Guarded::new("connection table", HashMap::new()) },
         logs: Logs { accept: limit(), refused: limit(), bad_request: limit(), timed_out: limit() },
     });
     let mut backoff = Backoff::default();
@@ -243,7 +243,7 @@ fn admit(shared: &Arc<Shared>, stream: UnixStream) {
     }
     let conn = shared.daemon.new_conn();
     {
-        let mut map = shared.slots.map.lock().unwrap();
+        let mut map = shared.slots.map.lock();
         if map.len() >= shared.cap {
             drop(map);
             if !shared.slots.displace_one(EVICT_MIN_IDLE) {
@@ -256,7 +256,7 @@ fn admit(shared: &Arc<Shared>, stream: UnixStream) {
                 );
                 return refuse(stream, ErrorCode::Busy, msg);
             }
-            map = shared.slots.map.lock().unwrap();
+            map = shared.slots.map.lock();
         }
         let slot = Slot { fd: stream.as_raw_fd(), last_active: mono(), busy: false, may_hold_locks: false };
         map.insert(conn, slot);
@@ -265,7 +265,7 @@ fn admit(shared: &Arc<Shared>, stream: UnixStream) {
     let spawned = std::thread::Builder::new().name("conn".into()).spawn(move || connection(&s, conn, stream));
     if let Err(e) = spawned {
         // The stream went down with the closure; its slot goes too.
-        shared.slots.map.lock().unwrap().remove(&conn);
+        shared.slots.map.lock().remove(&conn);
         error!("cannot start a connection thread: {e}");
     }
 }
@@ -364,10 +364,19 @@ fn connection(shared: &Shared, conn: ConnId, mut stream: UnixStream) {
                     shared.slots.update(conn, |s| s.may_hold_locks = true);
                 }
                 let d = daemon.clone();
-                // A bug in one request must not take the daemon down.
+                // A bug in one request fails that request only: the lockspace state it may have
+                // held stays usable (`guarded`), and renewals go on in their own thread.
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d.handle(conn, req))) {
                     Ok(r) => r,
-                    Err(_) => Response::error(ErrorCode::Internal, "internal error (see lockd's log)"),
+                    Err(panic) => {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        error!("connection {conn}: request failed with an internal error: {what}");
+                        Response::error(ErrorCode::Internal, "internal error (see lockd's log)")
+                    }
                 }
             }
             Err(e) => {
@@ -386,7 +395,7 @@ fn connection(shared: &Shared, conn: ConnId, mut stream: UnixStream) {
         });
     }
     // The slot goes before the socket closes (see Slot::fd).
-    shared.slots.map.lock().unwrap().remove(&conn);
+    shared.slots.map.lock().remove(&conn);
     drop(stream);
     daemon.conn_closed(conn);
 }

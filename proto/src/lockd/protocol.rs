@@ -192,6 +192,8 @@ pub enum ErrorCode {
     /// the VG lock, ...).
     Refused,
     Internal,
+    /// Disk I/O timed out: a write may still have landed.
+    Timeout,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
