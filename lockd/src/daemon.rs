@@ -9,15 +9,15 @@ use lease::delta_lease::HostIdentity;
 use lease::ondisk::{BootStamp, Name};
 use tracing::{error, info, warn};
 
-use crate::config::Config;
 use crate::error::Error;
 use crate::fence::Fencer;
 use crate::guarded::Guarded;
 use crate::locks::ConnId;
 use crate::lockspace::{Env, Lockspace, Phase};
-use crate::protocol::{DaemonStatus, LeaseArea, Mode, Request, Resource, Response, PROTOCOL_VERSION};
 use crate::state::{boot_id, Recorded, StateDir};
 use crate::watchdog::WatchdogFactory;
+use proto::config::Config;
+use proto::lockd::protocol::{DaemonStatus, LeaseArea, Mode, Request, Resource, Response, PROTOCOL_VERSION};
 
 pub struct Daemon {
     pub cfg: Config,

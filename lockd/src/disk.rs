@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use lease::diskio::{AlignedBuf, DeviceDisk, Disk, IoError};
 
-use crate::protocol::LeaseArea;
+use proto::lockd::protocol::LeaseArea;
 
 struct Piece {
     lv_start: u64,

@@ -4,7 +4,7 @@
 use lease::diskio::IoError;
 use lease::LeaseError;
 
-use crate::protocol::{ErrorCode, ErrorReply, Holder};
+use proto::lockd::protocol::{ErrorCode, ErrorReply, Holder};
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {

@@ -34,7 +34,7 @@ use crate::error::Error;
 use crate::leasemap;
 use crate::locks::{ConnId, GL_LOCK_BEGIN, R_NAME_GL, R_NAME_GL_DISABLED};
 use crate::lockspace::Lockspace;
-use crate::protocol::{Mode, Resource, Response};
+use proto::lockd::protocol::{Mode, Resource, Response};
 
 /// The one started VG whose GL slot is enabled (rule 1).
 pub fn select(d: &Daemon) -> Result<Arc<Lockspace>, Error> {
@@ -245,12 +245,12 @@ pub fn cli(cmd: &str, args: &[String]) -> Result<(), String> {
         }
     }
     let vg = vg.ok_or_else(|| format!("usage: lockd {cmd} [--config PATH] VG"))?;
-    let cfg = crate::config::Config::load(path.as_deref().map(std::path::Path::new)).map_err(|e| e.to_string())?;
-    let mut c = crate::client::Client::connect(&cfg.run_dir).map_err(|e| e.to_string())?;
+    let cfg = proto::config::Config::load(path.as_deref().map(std::path::Path::new)).map_err(|e| e.to_string())?;
+    let mut c = proto::lockd::client::Client::connect(&cfg.run_dir).map_err(|e| e.to_string())?;
     let req = if cmd == "gl-enable" {
-        crate::protocol::Request::GlEnable { vg }
+        proto::lockd::protocol::Request::GlEnable { vg }
     } else {
-        crate::protocol::Request::GlDisable { vg }
+        proto::lockd::protocol::Request::GlDisable { vg }
     };
     match c.call(&req).map_err(|e| e.to_string())? {
         Response::Gl { enabled, disabled } => {

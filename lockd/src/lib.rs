@@ -28,18 +28,13 @@ mod testenv;
 pub mod util;
 pub mod watchdog;
 
-// The protocol, its client, lvmlocal.toml and `lockd status` text live in `proto`, shared
-// with lvtool; re-exported under their old names for lockd's own modules.
-pub use proto::config;
-pub use proto::lockd::{client, protocol, status};
-
 use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
 /// `lockd daemon`: runs in the foreground until killed. Leases stay held when it exits; a
 /// lockd started again within 8N resumes them.
-pub fn run_daemon(cfg: config::Config, fencer: Arc<dyn fence::Fencer>) -> Result<(), String> {
+pub fn run_daemon(cfg: proto::config::Config, fencer: Arc<dyn fence::Fencer>) -> Result<(), String> {
     for k in &cfg.unknown_keys {
         warn!("{}: unknown key `{k}` ignored", cfg.origin);
     }
@@ -72,7 +67,7 @@ pub fn run_daemon(cfg: config::Config, fencer: Arc<dyn fence::Fencer>) -> Result
     d.resume_all();
     info!(
         "lockd ready: host_id {host_id} name {name:?} io_timeout {n} watchdog_fire_timeout {w} socket {} mono_ms={}",
-        run_dir.join(config::SOCKET_NAME).display(),
+        run_dir.join(proto::config::SOCKET_NAME).display(),
         util::mono_ms()
     );
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -94,7 +89,7 @@ fn stop_on_signal(d: &daemon::Daemon, set: nix::sys::signal::SigSet, run_dir: &s
         let started = d.started();
         if started.is_empty() {
             info!("{sig}: no lockspace started; exiting");
-            let _ = std::fs::remove_file(run_dir.join(config::SOCKET_NAME));
+            let _ = std::fs::remove_file(run_dir.join(proto::config::SOCKET_NAME));
             std::process::exit(0);
         }
         warn!(

@@ -29,9 +29,9 @@ use tracing::{error, info, warn};
 use crate::error::{Error, Result};
 use crate::fence::FencedLv;
 use crate::lockspace::{Backend, Lockspace};
-use crate::protocol::{LockInfo, Mode, RepairReport, Resource};
 use crate::state::{hex, unhex, SavedHeld, SavedLock};
 use crate::util::mono_ms;
+use proto::lockd::protocol::{LockInfo, Mode, RepairReport, Resource};
 
 // lvmlockd's layout of the lease LV, defined once (lvmmeta), as lvtool sees it too.
 pub use lvmmeta::lockarea::{

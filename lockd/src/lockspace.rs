@@ -32,10 +32,10 @@ use crate::fence::{run_kill_command, FencedLv, Fencer};
 use crate::guarded::Guarded;
 use crate::leasemap::{self, VgLeases};
 use crate::locks::Table;
-use crate::protocol::{HostInfo, LeaseArea, LockspaceStatus};
 use crate::state::{hex, unhex, SavedLockspace, StateDir, FORMAT};
 use crate::util::{mono_ms, ms, rfc3339};
 use crate::watchdog::{client_name, Watchdog, WatchdogFactory};
+use proto::lockd::protocol::{HostInfo, LeaseArea, LockspaceStatus};
 
 /// What every lockspace of the daemon shares.
 pub struct Env {
@@ -1080,7 +1080,7 @@ impl<B: Backend> Lockspace<B> {
     }
 
     /// Name, state and "live since" of a host, from our table.
-    pub fn describe_host(&self, host_id: u64, generation: u64, shared: bool) -> crate::protocol::Holder {
+    pub fn describe_host(&self, host_id: u64, generation: u64, shared: bool) -> proto::lockd::protocol::Holder {
         let now = self.now();
         let st = self.state.lock();
         let h = st.hosts.get(host_id);
@@ -1090,7 +1090,7 @@ impl<B: Backend> Lockspace<B> {
             Some(_) => "unknown".to_string(),
             None => "unknown".to_string(),
         };
-        crate::protocol::Holder {
+        proto::lockd::protocol::Holder {
             host_id,
             generation,
             host_name: h.map(|h| h.host_name.as_str_lossy()).filter(|n| !n.is_empty()),
@@ -1120,10 +1120,10 @@ pub fn describe_area(a: &LeaseArea) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Mode;
     use crate::testenv::*;
     use lease::diskio::IoError;
     use lease::testkit::StepClock;
+    use proto::lockd::protocol::Mode;
 
     fn start() -> (Host, Arc<Lockspace<TestBackend>>, Renewal) {
         let h = host(1, &scratch_dir());

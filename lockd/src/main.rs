@@ -97,7 +97,7 @@ fn run(args: &[String]) -> Result<(), DirectError> {
 }
 
 /// `--config PATH` and flags of `daemon`/`status`.
-fn config_args(args: &[String], flags: &[&str]) -> Result<(lockd::config::Config, Vec<String>), DirectError> {
+fn config_args(args: &[String], flags: &[&str]) -> Result<(proto::config::Config, Vec<String>), DirectError> {
     let mut path = None;
     let mut set = vec![];
     let mut it = args.iter();
@@ -114,7 +114,7 @@ fn config_args(args: &[String], flags: &[&str]) -> Result<(lockd::config::Config
             other => return Err(DirectError::usage(format!("unknown option {other:?}; see lockd --help"))),
         }
     }
-    let cfg = lockd::config::Config::load(path.as_deref().map(std::path::Path::new))
+    let cfg = proto::config::Config::load(path.as_deref().map(std::path::Path::new))
         .map_err(|e| DirectError::failed(e.to_string()))?;
     Ok((cfg, set))
 }
@@ -127,13 +127,13 @@ fn daemon(args: &[String]) -> Result<(), DirectError> {
 
 fn status(args: &[String]) -> Result<(), DirectError> {
     let (cfg, flags) = config_args(args, &["--json"])?;
-    let mut c = lockd::client::Client::connect(&cfg.run_dir).map_err(|e| DirectError::failed(e.to_string()))?;
-    match c.call(&lockd::protocol::Request::Status).map_err(|e| DirectError::failed(e.to_string()))? {
-        lockd::protocol::Response::Status(s) => {
+    let mut c = proto::lockd::client::Client::connect(&cfg.run_dir).map_err(|e| DirectError::failed(e.to_string()))?;
+    match c.call(&proto::lockd::protocol::Request::Status).map_err(|e| DirectError::failed(e.to_string()))? {
+        proto::lockd::protocol::Response::Status(s) => {
             if flags.iter().any(|f| f == "--json") {
                 println!("{}", serde_json::to_string_pretty(&s).expect("status serializes"));
             } else {
-                print!("{}", lockd::status::render(&s));
+                print!("{}", proto::lockd::status::render(&s));
             }
             Ok(())
         }

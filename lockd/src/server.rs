@@ -35,12 +35,12 @@ use std::time::Duration;
 use proto::limits::{self, Backoff, RateLimit};
 use tracing::{debug, error, info, warn};
 
-use crate::config::SOCKET_NAME;
 use crate::daemon::Daemon;
 use crate::guarded::Guarded;
 use crate::locks::ConnId;
-use crate::protocol::{write_frame, ErrorCode, Request, Response, MAX_FRAME};
 use crate::util::mono;
+use proto::config::SOCKET_NAME;
+use proto::lockd::protocol::{write_frame, ErrorCode, Request, Response, MAX_FRAME};
 
 /// Most connections (and connection threads) at once. lvtool uses one per command plus a few
 /// for parallel LV locks; hundreds of concurrent commands on one host is already a runaway.
@@ -221,7 +221,7 @@ pub fn serve(daemon: Arc<Daemon>, listener: UnixListener) {
 /// Best effort: the reply of a connection refused before it has a thread.
 fn refuse(mut stream: UnixStream, code: ErrorCode, message: String) {
     let _ = stream.set_nonblocking(true);
-    let _ = stream.write_all(&crate::protocol::encode(&Response::error(code, message)));
+    let _ = stream.write_all(&proto::lockd::protocol::encode(&Response::error(code, message)));
 }
 
 fn admit(shared: &Arc<Shared>, stream: UnixStream) {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{LeaseArea, Mode, Resource};
+use proto::lockd::protocol::{LeaseArea, Mode, Resource};
 
 /// 2: locks in their own records (1 had them inside the lockspace's).
 pub const FORMAT: u32 = 2;
@@ -229,7 +229,7 @@ fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::AreaPiece;
+    use proto::lockd::protocol::AreaPiece;
 
     fn lockspace() -> SavedLockspace {
         SavedLockspace {

@@ -19,9 +19,9 @@ use crate::fence::{FencedLv, Fencer};
 use crate::leasemap::VgLeases;
 use crate::locks::{GL_LOCK_BEGIN, LV_LOCK_BEGIN, R_NAME_GL, R_NAME_VG, VG_LOCK_BEGIN};
 use crate::lockspace::{Backend, Env, Lockspace};
-use crate::protocol::{AreaPiece, LeaseArea, Resource};
 use crate::state::StateDir;
 use crate::watchdog::{Watchdog, WatchdogFactory};
+use proto::lockd::protocol::{AreaPiece, LeaseArea, Resource};
 
 pub const MIB: u64 = 1 << 20;
 /// LV slots in the test lease LV.

@@ -17,9 +17,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use lockd::client::{Client, ClientError};
-use lockd::protocol::{encode, read_frame, ErrorCode, Mode, Request, Resource, Response, MAX_FRAME};
 use lockd::server::{FIRST_REQUEST_TIMEOUT, FRAME_TIMEOUT, MAX_CONNS};
+use proto::lockd::client::{Client, ClientError};
+use proto::lockd::protocol::{encode, read_frame, ErrorCode, Mode, Request, Resource, Response, MAX_FRAME};
 use sanlvm_tests::daemon_abuse::{cpu_time, flood_junk, limit_open_files, tail, wait_closed, wait_hangup};
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -55,7 +55,7 @@ fn spawn_host(host: Host, nofile: Option<u64>) -> Lockd {
     let end = Instant::now() + WAIT;
     loop {
         if let Ok(mut c) = Client::connect(&l.host.run_dir()) {
-            if c.call(&Request::Hello { version: lockd::protocol::PROTOCOL_VERSION }).is_ok() {
+            if c.call(&Request::Hello { version: proto::lockd::protocol::PROTOCOL_VERSION }).is_ok() {
                 return l;
             }
         }
@@ -138,7 +138,7 @@ impl Lockd {
 
     /// A status, retried while lockd answers `busy` (all places taken by connections that
     /// cannot be displaced yet), until the deadline.
-    fn status_eventually(&self) -> lockd::protocol::DaemonStatus {
+    fn status_eventually(&self) -> proto::lockd::protocol::DaemonStatus {
         let run_dir = self.host.run_dir();
         let r = within("status", move || {
             let end = Instant::now() + WAIT;

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
 use common::*;
-use lockd::protocol::{ErrorCode, Mode, Request, Resource, Response};
+use proto::lockd::protocol::{ErrorCode, Mode, Request, Resource, Response};
 
 #[test]
 fn three_hosts_start_lock_and_conflict() {
@@ -75,7 +75,7 @@ fn three_hosts_start_lock_and_conflict() {
             assert_eq!((ls.vg.as_str(), ls.state.as_str(), ls.gl_enabled), ("vg1", "running", true));
             assert_eq!(ls.hosts.len(), 3, "{ls:?}");
             assert!(ls.locks.iter().any(|l| l.resource == "lv-a" && l.mode == Mode::Ex && l.persistent), "{ls:?}");
-            let text = lockd::status::render(&s);
+            let text = proto::lockd::status::render(&s);
             assert!(text.contains("lockspace lvm_vg1 (VG vg1) running, global lock"), "{text}");
         }
         other => panic!("{other:?}"),
@@ -148,7 +148,7 @@ fn raw(h: &Host) -> UnixStream {
 }
 
 fn read_reply(s: &mut UnixStream) -> Response {
-    lockd::protocol::read_frame(s).unwrap()
+    proto::lockd::protocol::read_frame(s).unwrap()
 }
 
 #[test]
@@ -165,7 +165,7 @@ fn malformed_and_oversized_requests_get_errors() {
         }
     }
     // Same connection still works.
-    lockd::protocol::write_frame(&mut s, &Request::Status).unwrap();
+    proto::lockd::protocol::write_frame(&mut s, &Request::Status).unwrap();
     assert!(matches!(read_reply(&mut s), Response::Status(_)));
     // An oversized frame: error, then the connection is closed.
     s.write_all(&(64u32 << 20).to_be_bytes()).unwrap();

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use lockd::protocol::{ErrorCode, Mode, Request, Resource, Response};
+use proto::lockd::protocol::{ErrorCode, Mode, Request, Resource, Response};
 
 fn generation(h: &Host) -> u64 {
     match h.call(&Request::Status) {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use lease::ondisk::LeaderRecord;
-use lockd::protocol::{AreaPiece, ErrorCode, Mode, RepairReport, Request, Resource, Response};
+use proto::lockd::protocol::{AreaPiece, ErrorCode, Mode, RepairReport, Request, Resource, Response};
 
 /// The leader of the lease at LV offset `o` of `d`, read from the file.
 fn leader(d: &SharedDisk, o: u64) -> LeaderRecord {

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use lockd::protocol::Mode;
+use proto::lockd::protocol::Mode;
 use wdmd::device::FileWatchdog;
 
 const WDMD_ENV: &str = "SANLVM_TEST_WDMD_DIR";
@@ -144,7 +144,7 @@ fn restarted_lockd_adopts_its_watchdog_entry() {
     assert!(!ev.iter().any(|e| e.kind == wdmd::device::EventKind::CloseArmed), "{ev:?}");
     // A clean lock stop clears and drops the entry.
     h1.call(&lock("vg1", lv("lvx", 0), Mode::Un, true)).unwrap();
-    h1.call(&lockd::protocol::Request::LockStop { vg: "vg1".into(), force: false }).unwrap();
+    h1.call(&proto::lockd::protocol::Request::LockStop { vg: "vg1".into(), force: false }).unwrap();
     wait_until("the entry gone", Duration::from_secs(10), || wd.clients().is_empty());
     let _ = Path::new("");
 }

@@ -13,8 +13,8 @@ use lease::diskio::{block_on, DeviceDisk};
 use lease::ondisk::{Geometry, Name};
 use lease::paxos_lease::{self, ResourceArea};
 use lease::timeouts::Timeouts;
-use lockd::client::{Client, ClientError};
-use lockd::protocol::{AreaPiece, ErrorCode, ErrorReply, LeaseArea, Mode, Request, Resource, Response};
+use proto::lockd::client::{Client, ClientError};
+use proto::lockd::protocol::{AreaPiece, ErrorCode, ErrorReply, LeaseArea, Mode, Request, Resource, Response};
 use sanlvm_tests::Scratch;
 
 pub const MIB: u64 = 1 << 20;
@@ -264,7 +264,7 @@ impl Host {
         let start = Instant::now();
         loop {
             if let Ok(mut c) = Client::connect(&self.run_dir()) {
-                if c.call(&Request::Hello { version: lockd::protocol::PROTOCOL_VERSION }).is_ok() {
+                if c.call(&Request::Hello { version: proto::lockd::protocol::PROTOCOL_VERSION }).is_ok() {
                     return;
                 }
             }
