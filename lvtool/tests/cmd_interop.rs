@@ -14,6 +14,14 @@ fn tool_on(lvm: &Lvm) -> Tool {
     Tool { devices: lvm.devices.clone() }
 }
 
+/// Two loop devices of the given sizes (bytes), the only devices both tools see.
+fn attach_two(lvm: &mut Lvm, a: u64, b: u64) -> Vec<LoopDev> {
+    let files = [lvm.scratch.file("a.img", a), lvm.scratch.file("b.img", b)];
+    let loops: Vec<LoopDev> = files.iter().map(|f| LoopDev::attach(f)).collect();
+    lvm.devices = loops.iter().map(|l| l.path.clone()).collect();
+    loops
+}
+
 /// stdout of an lvm2 command run exactly like lvtool's (same arguments).
 fn lvm_out(lvm: &Lvm, args: &[&str]) -> String {
     lvm.ok(args[0], &args[1..])
@@ -36,9 +44,7 @@ fn same_report(lvm: &Lvm, t: &Tool, args: &[&str]) {
 #[test]
 fn vg_made_by_lvtool_is_lvm2s_vg() {
     let Some(mut lvm) = lvm2("vg_made_by_lvtool_is_lvm2s_vg") else { return };
-    let files = [lvm.scratch.file("a.img", 300 << 20), lvm.scratch.file("b.img", 200 << 20)];
-    let loops: Vec<LoopDev> = files.iter().map(|f| LoopDev::attach(f)).collect();
-    lvm.devices = loops.iter().map(|l| l.path.clone()).collect();
+    let loops = attach_two(&mut lvm, 300 << 20, 200 << 20);
     let d: Vec<&str> = loops.iter().map(|l| l.path.to_str().unwrap()).collect();
     let t = tool_on(&lvm);
     t.ok(&["pvcreate", d[0], d[1]]);
@@ -113,9 +119,7 @@ fn vg_made_by_lvm2_is_changed_by_lvtool() {
 #[test]
 fn sort_and_aligned_match_lvm2() {
     let Some(mut lvm) = lvm2("sort_and_aligned_match_lvm2") else { return };
-    let files = [lvm.scratch.file("a.img", 64 << 20), lvm.scratch.file("b.img", 96 << 20)];
-    let loops: Vec<LoopDev> = files.iter().map(|f| LoopDev::attach(f)).collect();
-    lvm.devices = loops.iter().map(|l| l.path.clone()).collect();
+    let loops = attach_two(&mut lvm, 64 << 20, 96 << 20);
     let d: Vec<&str> = loops.iter().map(|l| l.path.to_str().unwrap()).collect();
     let t = tool_on(&lvm);
     t.ok(&["vgcreate", "lt_sa", d[0]]);
