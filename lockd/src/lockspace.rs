@@ -1122,7 +1122,7 @@ mod tests {
     use super::*;
     use crate::testenv::*;
     use lease::diskio::IoError;
-    use lease::testkit::StepClock;
+    use lease::testkit::{MemDisk, StepClock};
     use proto::lockd::protocol::Mode;
 
     fn start() -> (Host, Arc<Lockspace<TestBackend>>, Renewal) {
@@ -1130,6 +1130,13 @@ mod tests {
         let ls = lockspace(&h, &new_disk(), &StepClock::new(Duration::from_secs(10_000)));
         let (_, lease) = ls.join_lease().unwrap();
         (h, ls, Renewal::new(lease))
+    }
+
+    /// A host whose run directory, disk and clock outlive one lockspace object (a restart).
+    fn restartable() -> (std::path::PathBuf, Host, MemDisk, StepClock) {
+        let dir = scratch_dir();
+        let h = host(1, &dir);
+        (dir, h, new_disk(), StepClock::new(Duration::from_secs(10_000)))
     }
 
     /// Runs the renewal loop's next attempt at the time it is due.
@@ -1210,10 +1217,7 @@ mod tests {
 
     #[test]
     fn a_restarted_daemon_resumes_the_same_generation_and_its_locks() {
-        let dir = scratch_dir();
-        let h = host(1, &dir);
-        let disk = new_disk();
-        let clock = StepClock::new(Duration::from_secs(10_000));
+        let (dir, h, disk, clock) = restartable();
         let ls = lockspace(&h, &disk, &clock);
         let (gen, lease) = ls.join_lease().unwrap();
         let mut r = Renewal::new(lease);
@@ -1243,10 +1247,7 @@ mod tests {
 
     #[test]
     fn a_record_past_8n_or_changed_on_disk_is_not_resumed() {
-        let dir = scratch_dir();
-        let h = host(1, &dir);
-        let disk = new_disk();
-        let clock = StepClock::new(Duration::from_secs(10_000));
+        let (_dir, h, disk, clock) = restartable();
         let ls = lockspace(&h, &disk, &clock);
         ls.join_lease().unwrap();
         drop(ls);
